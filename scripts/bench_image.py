@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Benchmark the STROTSS image core: seconds per iteration at each scale vs a measured floor.
+
+Prints JSON. For each long side: the median seconds per optimiser iteration (loop only), the
+share spent in the extractor forward+backward and in the losses, and a floor measured in the
+same process — a bare VGG16 forward+backward of the same image size plus the loss's
+unavoidable products timed alone: the (points x style points) cosine cost matrix forward, the
+(D x D) output covariance forward+backward and the (points x points) self-similarity
+forward+backward (each backward as one product, its cheapest exact form).
+
+    python scripts/bench_image.py --sizes 64 128 256 --iters 10 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
+from strotss_video.losses.ops import gram, unit_rows  # noqa: E402
+from strotss_video.pipeline.runtime import load_extractor, resolve_device  # noqa: E402
+from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _pattern(h: int, w: int, seed: int, device: torch.device) -> torch.Tensor:
+    """A smooth synthetic test image (1,3,h,w) in [0,1]: sinusoids plus a little noise."""
+    g = torch.Generator().manual_seed(seed)
+    ys = torch.linspace(0, 1, h).view(h, 1)
+    xs = torch.linspace(0, 1, w).view(1, w)
+    chans = []
+    for c in range(3):
+        fx, fy, ph = (torch.rand(3, generator=g) * torch.tensor([12.0, 12.0, 6.28])).tolist()
+        chans.append(0.5 + 0.35 * torch.sin(fx * xs * 6.28 + fy * ys * 6.28 + ph))
+    img = torch.stack(chans)[None] + 0.05 * torch.rand(1, 3, h, w, generator=g)
+    return img.clamp(0, 1).to(device)
+
+
+def floor_terms(extractor: torch.nn.Module, size: tuple[int, int], cfg: StrotssConfig,
+                dim: int, device: torch.device, repeats: int) -> dict[str, float]:
+    """Time the unavoidable work of one iteration, each piece alone."""
+    image = torch.rand(1, 3, *size, device=device, requires_grad=True)
+
+    def vgg() -> None:
+        maps = extractor(image)
+        torch.autograd.backward(maps, [torch.ones_like(m) for m in maps])
+
+    n, m = cfg.output_points, cfg.style_points
+    a = unit_rows(torch.rand(n, dim, device=device))
+    b_t = unit_rows(torch.rand(m, dim, device=device)).t().contiguous()
+    x = torch.rand(n, dim, device=device, requires_grad=True)
+    g_cov = torch.rand(dim, dim, device=device)
+    g_ss = torch.rand(n, n, device=device)
+
+    def cost() -> None:
+        with torch.no_grad():
+            torch.mm(a, b_t)
+
+    def cov() -> None:
+        gram(x, float(n)).backward(g_cov)
+
+    def ss() -> None:
+        gram(x.t()).backward(g_ss)
+
+    out = {name: _median_time(fn, device, repeats)
+           for name, fn in (("vgg_forward_backward", vgg), ("cost_matrix_forward", cost),
+                            ("covariance_forward_backward", cov),
+                            ("self_similarity_forward_backward", ss))}
+    out["total"] = sum(out.values())
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--output-points", type=int, default=1024)
+    parser.add_argument("--style-points", type=int, default=5000)
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    extractor = load_extractor(RuntimeConfig(), device, progress=False).model
+    results = []
+    for size in args.sizes:
+        cfg = StrotssConfig(max_size=size, scales=1, iters=args.iters,
+                            output_points=args.output_points, style_points=args.style_points)
+        content = _pattern(round(size * 0.75), size, 1, device)
+        style = _pattern(size, size, 2, device)
+        bank = StyleBank(extractor, style, cfg)
+        bank.targets(size)  # constant per scale: excluded from the per-iteration time
+        plan = [ScaleStep(size, args.iters, cfg.final_lr, 2.0, add_content_band=True)]
+        stylize(content, bank, extractor, cfg, plan=plan, progress=False)  # warm-up
+        runs = []
+        for r in range(args.repeats):
+            rep = stylize(content, bank, extractor, cfg, plan=plan, seed=r, progress=False).scales[0]
+            runs.append(rep)
+        per_iter = statistics.median(r.loop_seconds / r.iterations for r in runs)
+        vgg = statistics.median(r.vgg_seconds / r.loop_seconds for r in runs)
+        loss = statistics.median(r.loss_seconds / r.loop_seconds for r in runs)
+        floor = floor_terms(extractor, (runs[0].height, runs[0].width), cfg, extractor.dim, device,
+                            repeats=max(5, args.repeats))
+        results.append({
+            "long_side": size, "height": runs[0].height, "width": runs[0].width,
+            "seconds_per_iteration": round(per_iter, 4),
+            "extractor_share": round(vgg, 3), "loss_share": round(loss, 3),
+            "other_share": round(1 - vgg - loss, 3),
+            "floor_seconds": {k: round(v, 4) for k, v in floor.items()},
+            "ratio_to_floor": round(per_iter / floor["total"], 3),
+        })
+    print(json.dumps({
+        "benchmark": "bench_image", "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "output_points": args.output_points, "style_points": args.style_points,
+        "iters": args.iters, "repeats": args.repeats, "sizes": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Command line: a thin layer over the pipeline functions.
+
+Every error a user can cause ends as one line on stderr and a non-zero exit (2 for usage
+errors, 1 for failures); ``--debug`` shows the traceback instead."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+from . import __version__
+from .config import available_presets, build_config, flag_overrides
+from .errors import StrotssError, UsageError
+
+PROG = "strotss-video"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line (its default prints the usage block too)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration")
+    g.add_argument("--preset", help=f"named preset from configs/ ({', '.join(available_presets())})")
+    g.add_argument("--config", metavar="FILE.yaml", help="YAML file overriding the preset")
+    g.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration as YAML and exit")
+    s = p.add_argument_group("STROTSS")
+    s.add_argument("--max-size", type=_positive_int, metavar="PX",
+                   help="long side of the result in pixels (default 512)")
+    s.add_argument("--scales", type=_positive_int, metavar="N",
+                   help="coarse-to-fine scales (default 4)")
+    s.add_argument("--iters", type=_positive_int, metavar="N",
+                   help="optimiser steps per scale (default 250)")
+    s.add_argument("--content-weight", type=_non_negative_float, metavar="W",
+                   help="content weight; lower gives more style (default 1.0)")
+    s.add_argument("--output-points", type=_positive_int, metavar="N",
+                   help="output points sampled per step (default 1024)")
+    s.add_argument("--style-points", type=_positive_int, metavar="N",
+                   help="style points per scale (default 5000)")
+    r = p.add_argument_group("run")
+    r.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    r.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    r.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
+    r.add_argument("--stats", metavar="FILE.json", help="write timings and losses as JSON")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    r.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="STROTSS style transfer for images and video.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    img = sub.add_parser("image", help="stylise one image",
+                         description="Stylise CONTENT in the style of STYLE and write OUTPUT.")
+    img.add_argument("content", nargs="?", metavar="CONTENT", help="content image")
+    img.add_argument("style", nargs="?", metavar="STYLE", help="style image")
+    img.add_argument("output", nargs="?", metavar="OUTPUT", help="output image (.png, .jpg, ...)")
+    img.add_argument("--guide", nargs=2, metavar=("CONTENT_MASK", "STYLE_MASK"),
+                     help="colour-coded region masks, same sizes as the content and style")
+    _add_common(img)
+
+    wts = sub.add_parser("weights", help="resolve and cache the VGG16 weights, print the source")
+    wts.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
+    wts.add_argument("--offline", action="store_true", help="do not try torchvision's download")
+    wts.add_argument("--quiet", action="store_true", help="no progress bar")
+    wts.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The flat settings the user gave on the command line (None = not given)."""
+    names = ("max_size", "scales", "iters", "content_weight", "output_points", "style_points",
+             "device", "seed", "vgg_weights")
+    return {n: getattr(args, n, None) for n in names}
+
+
+def _run_image(args: argparse.Namespace) -> int:
+    from .pipeline.image import stylize_image
+
+    config = build_config(args.preset, args.config, flag_overrides(_settings(args)))
+    if args.print_config:
+        sys.stdout.write(config.to_yaml())
+        return 0
+    missing = [n for n in ("content", "style", "output") if getattr(args, n) is None]
+    if missing:
+        raise UsageError(f"missing {', '.join(m.upper() for m in missing)}; usage: {PROG} image "
+                         "CONTENT STYLE OUTPUT")
+    result = stylize_image(args.content, args.style, args.output, config=config,
+                           guide=tuple(args.guide) if args.guide else None,
+                           overwrite=args.overwrite, progress=not args.quiet, stats=args.stats)
+    if not args.quiet:
+        _, _, h, w = result.image.shape
+        print(f"wrote {args.output} ({w}x{h}) in {result.stats['seconds']:.1f} s "
+              f"[weights: {result.stats['weights_source']}]", file=sys.stderr)
+    return 0
+
+
+def _run_weights(args: argparse.Namespace) -> int:
+    from .features.weights import resolve_vgg16_weights
+
+    resolved = resolve_vgg16_weights(args.vgg_weights, allow_download=not args.offline,
+                                     progress=not args.quiet)
+    print(f"source: {resolved.source}")
+    print(f"path:   {resolved.path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``strotss-video`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        if args.command == "image":
+            return _run_image(args)
+        return _run_weights(args)
+    except StrotssError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if debug:
+            traceback.print_exc()
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG}: internal error: {text} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The one source of configuration: frozen dataclasses with defaults and validation.
+
+YAML presets (``configs/NAME.yaml``), a ``--config FILE.yaml`` and CLI flags only override
+these defaults, in the order default < preset < config file < flag.  Every count in the STROTSS
+reference (points, iterations, scales, pyramid levels) is a field whose default is the
+reference value, so tests and previews shrink them here, never in the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive (got {value}); pass a value > 0")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(f"{name} must be >= 0 (got {value})")
+
+
+@dataclass(frozen=True)
+class StrotssConfig:
+    """The STROTSS optimisation of one image. Defaults are the authors' reference values."""
+
+    max_size: int = 512
+    """Long side of the output at the final scale, in pixels."""
+    scales: int = 4
+    """Number of coarse-to-fine scales; long sides are max_size / 2**(scales-1-k)."""
+    iters: int = 250
+    """Optimiser steps per scale."""
+    content_weight: float = 1.0
+    """User content weight; alpha = alpha_base * content_weight, halved after each scale."""
+    alpha_base: float = 16.0
+    output_points: int = 1024
+    """Output/content hypercolumns sampled per step."""
+    style_points: int = 5000
+    """Style hypercolumns per scale (fixed for the scale)."""
+    grid_side: int = 128
+    """Candidate grid stride is floor(sqrt(H*W // grid_side**2)), so at most ~grid_side**2 points."""
+    pyramid_levels: int = 5
+    """Laplacian band-pass levels of the optimised image (plus one low-pass residual)."""
+    lr: float = 2e-3
+    final_lr: float = 1e-3
+    """RMSprop learning rate at the final scale."""
+    rmsprop_alpha: float = 0.99
+    rmsprop_eps: float = 1e-8
+    min_region_pixels: int = 10000
+    """A guidance colour is a region when it covers more than this many style pixels."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_size", "scales", "iters", "output_points", "style_points", "grid_side",
+                     "pyramid_levels", "lr", "final_lr", "alpha_base", "rmsprop_eps"):
+            _positive(f"strotss.{name}", getattr(self, name))
+        _non_negative("strotss.content_weight", self.content_weight)
+        _non_negative("strotss.min_region_pixels", self.min_region_pixels)
+        if not 0 < self.rmsprop_alpha < 1:
+            raise ConfigError(f"strotss.rmsprop_alpha must be in (0, 1) (got {self.rmsprop_alpha})")
+        if self.max_size >> (self.scales - 1) < 16:
+            raise ConfigError(
+                f"strotss.max_size {self.max_size} with {self.scales} scales makes a first scale below "
+                "16 px; use fewer scales or a larger max size")
+
+    def scale_sizes(self) -> list[int]:
+        """Long side of each scale, coarse to fine."""
+        return [self.max_size >> (self.scales - 1 - k) for k in range(self.scales)]
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how to run; nothing here changes the maths."""
+
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N"""
+    seed: int = 0
+    vgg_weights: str | None = None
+    """Explicit VGG16 state-dict file; else the resolver's sources in order."""
+
+    def __post_init__(self) -> None:
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"runtime.device must be auto, cpu or cuda (got {self.device!r})")
+        _non_negative("runtime.seed", self.seed)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs."""
+
+    strotss: StrotssConfig = field(default_factory=StrotssConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_SECTION_TYPES: dict[str, type] = {"strotss": StrotssConfig, "runtime": RuntimeConfig}
+
+
+def _coerce(section: str, name: str, value: Any, default: Any) -> Any:
+    """Check a YAML/flag value against the field's default type (bool is not an int here)."""
+    expected = type(default) if default is not None else str
+    if value is None and default is None:
+        return None
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) and expected is not bool:
+        raise ConfigError(f"{section}.{name} must be {expected.__name__}, got a boolean")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{section}.{name} must be {expected.__name__} (got {value!r})")
+    return value
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, Any], origin: str) -> Config:
+    """Return ``config`` with nested ``{section: {field: value}}`` overrides applied.
+
+    Unknown sections or keys are errors naming ``origin`` (a file or "command line")."""
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"{origin}: expected a mapping of sections (strotss:, runtime:), got "
+                          f"{type(overrides).__name__}")
+    sections: dict[str, Any] = {}
+    for section, values in overrides.items():
+        cls = _SECTION_TYPES.get(section)
+        if cls is None:
+            raise ConfigError(f"{origin}: unknown config section {section!r}; known: "
+                              f"{', '.join(_SECTION_TYPES)}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: section {section!r} must be a mapping")
+        current = getattr(config, section)
+        known = {f.name for f in fields(cls)}
+        changes = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{origin}: unknown config key {section}.{key}; run with "
+                                  "--print-config to see the valid keys")
+            changes[key] = _coerce(section, key, value, getattr(cls(), key))
+        try:
+            sections[section] = replace(current, **changes)
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+    return replace(config, **sections)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config with ``safe_load``; an empty file is an empty mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found; pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"{p} is not valid YAML{line}; fix the file or drop --config") from None
+    return {} if data is None else data
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(available_presets())}")
+    return load_yaml(path)
+
+
+def build_config(preset: str | None = None, config_file: str | Path | None = None,
+                 flags: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
+    """Resolve the configuration: default < preset < config file < flags."""
+    config = Config()
+    if preset is not None:
+        config = apply_overrides(config, load_preset(preset), f"preset {preset!r}")
+    if config_file is not None:
+        config = apply_overrides(config, load_yaml(config_file), str(config_file))
+    if flags:
+        config = apply_overrides(config, flags, "command line")
+    return config
+
+
+# Flat setting names (the CLI's long options, with underscores) -> (section, field).
+FLAG_FIELDS: dict[str, tuple[str, str]] = {
+    "max_size": ("strotss", "max_size"),
+    "scales": ("strotss", "scales"),
+    "iters": ("strotss", "iters"),
+    "content_weight": ("strotss", "content_weight"),
+    "output_points": ("strotss", "output_points"),
+    "style_points": ("strotss", "style_points"),
+    "device": ("runtime", "device"),
+    "seed": ("runtime", "seed"),
+    "vgg_weights": ("runtime", "vgg_weights"),
+}
+
+
+def flag_overrides(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Flat ``{name: value}`` settings (None = not given) -> nested overrides."""
+    nested: dict[str, dict[str, Any]] = {}
+    for name, value in settings.items():
+        if name not in FLAG_FIELDS:
+            raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(FLAG_FIELDS))}")
+        if value is None:
+            continue
+        section, key = FLAG_FIELDS[name]
+        nested.setdefault(section, {})[key] = value
+    return nested

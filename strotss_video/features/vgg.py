@@ -1,0 +1,85 @@
+"""VGG16 hypercolumn extractor.
+
+Tensor convention (package-wide): images are float32 RGB ``(B,3,H,W)`` in [0,1].
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+from torch import nn
+
+# ReLU outputs used by STROTSS: relu1_1, relu1_2, relu2_1, relu2_2, relu3_1, relu3_2, relu3_3,
+# relu4_3, relu5_3 (indices into torchvision's vgg16().features).
+STROTSS_LAYERS: tuple[int, ...] = (1, 3, 6, 8, 11, 13, 15, 22, 29)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FeatureExtractor(Protocol):
+    """What the optimiser needs from an extractor (tests inject small ones).
+
+    ``forward(image (1,3,H,W))`` returns maps ``[(1,C_k,H_k,W_k)]``, the first being the raw
+    image; ``strides[k]`` is the power-of-two downsampling of map k (1 for full resolution)."""
+
+    strides: tuple[int, ...]
+    channels: tuple[int, ...]
+
+    def __call__(self, image: torch.Tensor) -> list[torch.Tensor]: ...
+
+
+class VGGHypercolumns(nn.Module):
+    """Frozen VGG16 features, run only up to the last requested layer.
+
+    Returns ``[image, relu_a, relu_b, ...]``; the hypercolumn at a point is the concatenation of
+    all maps read there (3 + 64*2 + 128*2 + 256*3 + 512*2 = 2179 channels by default)."""
+
+    def __init__(self, features: nn.Sequential, layers: Sequence[int] = STROTSS_LAYERS) -> None:
+        super().__init__()
+        self.layers = tuple(sorted(layers))
+        last = self.layers[-1]
+        body = nn.Sequential(*list(features.children())[: last + 1])
+        for m in body.modules():
+            if isinstance(m, nn.ReLU):
+                m.inplace = False  # the outputs are kept as hypercolumn sources
+        body.eval().requires_grad_(False)
+        self.body = body
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        strides, channels, stride, ch = [1], [3], 1, 3
+        for i, m in enumerate(body):
+            if isinstance(m, nn.MaxPool2d):
+                stride *= 2
+            if isinstance(m, nn.Conv2d):
+                ch = m.out_channels
+            if i in self.layers:
+                strides.append(stride)
+                channels.append(ch)
+        self.strides: tuple[int, ...] = tuple(strides)
+        self.channels: tuple[int, ...] = tuple(channels)
+
+    @property
+    def dim(self) -> int:
+        return sum(self.channels)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """image (1,3,H,W) in [0,1] -> [image, relu maps...]."""
+        x = (image - self.mean) / self.std
+        out = [image]
+        for i, m in enumerate(self.body):
+            x = m(x)
+            if i in self.layers:
+                out.append(x)
+        return out
+
+
+def build_vgg_hypercolumns(state_dict: dict[str, torch.Tensor], device: torch.device | str = "cpu",
+                           layers: Sequence[int] = STROTSS_LAYERS) -> VGGHypercolumns:
+    """Build the extractor from a ``vgg16().features`` state dict (see ``features.weights``)."""
+    from torchvision.models import vgg16
+
+    features = vgg16(weights=None).features
+    features.load_state_dict(state_dict, strict=True)
+    model = VGGHypercolumns(features, layers)
+    return model.to(device)

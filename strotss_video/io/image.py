@@ -1,0 +1,86 @@
+"""Still-image reading and writing (OpenCV lives here and in ``flow/`` only).
+
+Reads any image OpenCV decodes — grey, RGBA, palette, 16-bit, CMYK — as float32 RGB
+``(1,3,H,W)`` in [0,1]; writes atomically so a failed run leaves no partial file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import InputError, OutputError
+
+WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def _to_unit_float(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    return np.clip(array.astype(np.float32), 0.0, 1.0)
+
+
+def read_image(path: str | os.PathLike[str], what: str = "image") -> torch.Tensor:
+    """Decode ``path`` -> float32 RGB (1,3,H,W) in [0,1]; ``what`` names it in errors."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} {p} does not exist; check the path")
+    if p.is_dir():
+        raise InputError(f"{what} {p} is a directory; pass an image file")
+    try:
+        buffer = np.fromfile(p, dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {p}: {exc.strerror}") from None
+    # IMREAD_COLOR applies EXIF orientation and converts grey/palette/CMYK to 3 channels.
+    color = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if buffer.size else None
+    if color is None:
+        raise InputError(f"{what} {p} is not an image OpenCV can decode; pass a PNG, JPEG, TIFF "
+                         "or WebP file")
+    rgb = _to_unit_float(color[..., ::-1])
+    raw = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if raw is not None and raw.ndim == 3 and raw.shape[2] == 4 and raw.shape[:2] == rgb.shape[:2]:
+        alpha = _to_unit_float(raw[..., 3:4])
+        rgb = rgb * alpha + (1.0 - alpha)  # transparent areas become white, not garbage RGB
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].contiguous()
+
+
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    """(1,3,H,W) in [0,1] -> uint8 RGB (H,W,3)."""
+    array = image.detach()[0].clamp(0, 1).mul(255).round().to(torch.uint8)
+    return array.permute(1, 2, 0).cpu().numpy()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync, then rename into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_image(image: torch.Tensor, extension: str) -> bytes:
+    """(1,3,H,W) in [0,1] -> encoded file bytes for ``extension`` (e.g. ".png")."""
+    bgr = np.ascontiguousarray(to_uint8_hwc(image)[..., ::-1])
+    ok, encoded = cv2.imencode(extension, bgr)
+    if not ok:
+        raise OutputError(f"OpenCV cannot encode {extension} images; use .png or .jpg")
+    return encoded.tobytes()
+
+
+def write_image(path: str | os.PathLike[str], image: torch.Tensor) -> None:
+    """Atomically write (1,3,H,W) in [0,1] to ``path`` (format from its extension)."""
+    p = Path(path)
+    data = encode_image(image, p.suffix.lower())
+    atomic_write_bytes(p, data)

@@ -1,0 +1,125 @@
+"""Style losses: relaxed EMD (cosine cost), moment matching, colour-palette relaxed EMD.
+
+Each is a pure function of output hypercolumns and constant per-scale style targets.
+The relaxed EMD's gradient only flows through each row's/column's arg-min entry, so the full
+cost matrix is built without autograd and only the selected pairs are recomputed with it —
+the same value and gradient as differentiating through ``min``, at a fraction of the cost."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .ops import gram, unit_rows
+
+PairCost = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cosine_cost_matrix(a_unit: torch.Tensor, b_unit: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity of unit rows. (N,D),(M,D) -> (N,M)."""
+    return torch.addmm(torch.ones((), dtype=a_unit.dtype, device=a_unit.device), a_unit, b_unit.t(),
+                       alpha=-1.0)
+
+
+def cosine_cost_pairs(a_unit: torch.Tensor, b_unit: torch.Tensor) -> torch.Tensor:
+    """Row-wise cosine cost of aligned unit rows. (K,D),(K,D) -> (K,)."""
+    return 1.0 - (a_unit * b_unit).sum(1)
+
+
+def relaxed_emd(a: torch.Tensor, b: torch.Tensor, cost_matrix: PairCost,
+                cost_pairs: PairCost) -> torch.Tensor:
+    """``max(mean_i min_j C_ij, mean_j min_i C_ij)`` for ``C = cost_matrix(a, b)``.
+
+    a (N,D) may require grad; b (M,D) is a constant target. ``cost_pairs`` must give the
+    same values as the matrix on aligned rows."""
+    with torch.no_grad():
+        cost = cost_matrix(a, b)
+        row_min, row_arg = cost.min(dim=1)
+        col_min, col_arg = cost.min(dim=0)
+        use_rows = bool(row_min.mean() >= col_min.mean())
+    if use_rows:
+        return cost_pairs(a, b[row_arg]).mean()
+    return cost_pairs(a[col_arg], b).mean()
+
+
+def remd_cosine(a_unit: torch.Tensor, b_unit: torch.Tensor,
+                b_unit_t: torch.Tensor | None = None) -> torch.Tensor:
+    """Relaxed EMD with cosine cost on unit hypercolumns. (N,D),(M,D) -> scalar.
+
+    Same value and gradient as :func:`relaxed_emd` with the cosine cost, but each branch is
+    one elementwise product with a constant: the column branch sums, for every output point,
+    the style points it is nearest to, instead of gathering M rows of ``a`` (whose backward is
+    a slow serial scatter). ``b_unit_t`` (D,M), the contiguous transpose, makes that sum a
+    parallel ``index_add`` along the last dimension."""
+    with torch.no_grad():
+        if b_unit_t is None:
+            b_unit_t = b_unit.t().contiguous()
+        sim = torch.mm(a_unit, b_unit_t)
+        row_max, row_arg = sim.max(dim=1)
+        col_max, col_arg = sim.max(dim=0)
+        # min cost = 1 - max similarity: the larger mean of minima is the smaller mean of maxima.
+        if bool(row_max.mean() <= col_max.mean()):
+            partner = b_unit[row_arg]
+            count = a_unit.shape[0]
+        else:
+            partner_t = a_unit.new_zeros(b_unit_t.shape[0], a_unit.shape[0])
+            partner = partner_t.index_add_(1, col_arg, b_unit_t).t()
+            count = b_unit.shape[0]
+    return 1.0 - (a_unit * partner).sum() / count
+
+
+def _palette_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # Built without autograd, so in place: one product each for the cosine and the squared
+    # distance (|a|^2 + |b|^2 - 2ab as a 5-d product), then three passes.
+    cos = cosine_cost_matrix(unit_rows(a), unit_rows(b))
+    a_aug = torch.cat([a, torch.ones_like(a[:, :1]), a.square().sum(1, keepdim=True)], dim=1)
+    b_aug = torch.cat([-2.0 * b, b.square().sum(1, keepdim=True), torch.ones_like(b[:, :1])], dim=1)
+    dist = torch.mm(a_aug, b_aug.t()).clamp_(1e-5, 1e5).div_(3.0).sqrt_()
+    return dist.add_(cos)
+
+
+def _palette_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    cos = cosine_cost_pairs(unit_rows(a), unit_rows(b))
+    sq = (a - b).square().sum(1)
+    return cos + (sq.clamp(1e-5, 1e5) / 3.0).sqrt()
+
+
+def remd_palette(a_rgb: torch.Tensor, b_rgb: torch.Tensor) -> torch.Tensor:
+    """Relaxed EMD on RGB with cost ``cos + sqrt(clamp(|a-b|^2, 1e-5, 1e5)/3)``. (N,3),(M,3)."""
+    return relaxed_emd(a_rgb, b_rgb, _palette_matrix, _palette_pairs)
+
+
+def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and biased covariance (D,D) of rows x (N,D)."""
+    mu = x.mean(0)
+    return mu, gram(x - mu, float(x.shape[0]))
+
+
+class _CovarianceL1(torch.autograd.Function):
+    """``mean|xc^T xc / n - cov_b|`` for centred rows xc (N,D), fused.
+
+    Autograd of the plain expression keeps four (D,D) temporaries and runs the Gram backward
+    generically; here the forward works in place in the product's buffer and the backward is
+    ``xc (S + S^T) / (n D^2)`` with S = sign(difference)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, xc: torch.Tensor,
+                cov_b: torch.Tensor) -> torch.Tensor:
+        n = float(xc.shape[0])
+        diff = torch.mm(xc.t(), xc).div_(n).sub_(cov_b)
+        loss = diff.abs().mean()
+        ctx.save_for_backward(xc, diff.sign_())
+        return loss
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
+        xc, sign = ctx.saved_tensors
+        scale = grad / (xc.shape[0] * sign.numel())
+        return torch.mm(xc, sign + sign.t()).mul_(scale), None
+
+
+def moment_loss(a: torch.Tensor, mu_b: torch.Tensor, cov_b: torch.Tensor) -> torch.Tensor:
+    """``mean|mu_a - mu_b| + mean|Sigma_a - Sigma_b|`` over all dims. a (N,D) -> scalar."""
+    mu_a = a.mean(0)
+    return (mu_a - mu_b).abs().mean() + _CovarianceL1.apply(a - mu_a, cov_b)

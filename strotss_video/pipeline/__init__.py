@@ -1,0 +1,1 @@
+"""Whole jobs: read inputs, run the stages, write outputs."""

@@ -1,0 +1,116 @@
+"""Stylise one image: the ``image`` subcommand and :func:`stylize_image`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import Config, apply_overrides, build_config, flag_overrides
+from ..errors import InputError
+from ..features.vgg import FeatureExtractor
+from ..io.image import WRITABLE_EXTENSIONS, atomic_write_bytes, read_image, write_image
+from ..stylize.guidance import Guidance, build_guidance
+from ..stylize.optimize import StyleBank, StylizeResult, stylize
+from .runtime import check_output_path, load_extractor, resolve_device
+
+MIN_IMAGE_SIDE = 16
+"""Smallest accepted image side: VGG's deepest layer read needs a few pixels to exist."""
+
+ImageLike = str | os.PathLike[str] | torch.Tensor
+
+
+@dataclass
+class ImageResult:
+    """image (1,3,H,W) in [0,1] on the CPU; ``stats`` as written by ``--stats``."""
+
+    image: torch.Tensor
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _load(image: ImageLike, what: str) -> torch.Tensor:
+    tensor = image if isinstance(image, torch.Tensor) else read_image(image, what)
+    if tensor.ndim != 4 or tensor.shape[:2] != (1, 3):
+        raise InputError(f"{what} tensor must be (1,3,H,W), got {tuple(tensor.shape)}")
+    if min(tensor.shape[-2:]) < MIN_IMAGE_SIDE:
+        h, w = tensor.shape[-2:]
+        raise InputError(f"{what} is {w}x{h}; images must be at least {MIN_IMAGE_SIDE} px on each "
+                         "side")
+    return tensor.float()
+
+
+def _check_mask(mask: torch.Tensor, image: torch.Tensor, what: str) -> None:
+    if mask.shape[-2:] != image.shape[-2:]:
+        raise InputError(f"{what} is {mask.shape[-1]}x{mask.shape[-2]} but its image is "
+                         f"{image.shape[-1]}x{image.shape[-2]}; masks must match their image size")
+
+
+def result_stats(result: StylizeResult, weights_source: str, device: torch.device,
+                 config: Config, seconds: float) -> dict[str, Any]:
+    """The ``--stats`` record of one stylisation."""
+    return {
+        "seconds": seconds,
+        "optimise_seconds": result.seconds,
+        "vgg_seconds": result.vgg_seconds,
+        "loss_seconds": result.loss_seconds,
+        "iterations": result.iterations,
+        "scales": [vars(s) for s in result.scales],
+        "weights_source": weights_source,
+        "device": str(device),
+        "config": config.to_dict(),
+    }
+
+
+def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLike[str] | None = None,
+                  *, config: Config | None = None, preset: str | None = None,
+                  config_file: str | os.PathLike[str] | None = None,
+                  guide: tuple[ImageLike, ImageLike] | None = None, overwrite: bool = False,
+                  progress: bool = True, stats: str | os.PathLike[str] | None = None,
+                  extractor: FeatureExtractor | None = None, **settings: Any) -> ImageResult:
+    """Stylise ``content`` in the style of ``style``.
+
+    Settings are the CLI's long options with underscores (``max_size=256, iters=100,
+    content_weight=0.5, device="cpu", seed=1``); they override ``config`` (or the ``preset`` and
+    ``config_file`` resolved as by the CLI). ``output`` (optional) is written atomically.
+    ``extractor`` injects a feature extractor (tests use small ones)."""
+    start = time.perf_counter()
+    if config is None:
+        config = build_config(preset, config_file, flag_overrides(settings))
+    elif settings:
+        config = apply_overrides(config, flag_overrides(settings), "keyword arguments")
+    out_path = Path(output) if output is not None else None
+    if out_path is not None:
+        inputs = [Path(p) for p in (content, style) if not isinstance(p, torch.Tensor)]
+        check_output_path(out_path, inputs, overwrite, WRITABLE_EXTENSIONS)
+    content_t = _load(content, "content image")
+    style_t = _load(style, "style image")
+    guidance: Guidance | None = None
+    if guide is not None:
+        content_mask, style_mask = (_load(guide[0], "content mask"), _load(guide[1], "style mask"))
+        _check_mask(content_mask, content_t, "content mask")
+        _check_mask(style_mask, style_t, "style mask")
+        guidance = build_guidance(content_mask, style_mask, config.strotss.min_region_pixels)
+
+    device = resolve_device(config.runtime.device)
+    if extractor is None:
+        loaded = load_extractor(config.runtime, device, progress=progress)
+        extractor, weights_source = loaded.model, loaded.weights_source
+    else:
+        weights_source = "injected extractor"
+    torch.manual_seed(config.runtime.seed)
+    bank = StyleBank(extractor, style_t.to(device), config.strotss, seed=config.runtime.seed,
+                     guidance=guidance)
+    result = stylize(content_t.to(device), bank, extractor, config.strotss,
+                     seed=config.runtime.seed, progress=progress, guidance=guidance)
+    image = result.image.cpu()
+    if out_path is not None:
+        write_image(out_path, image)
+    record = result_stats(result, weights_source, device, config, time.perf_counter() - start)
+    if stats is not None:
+        atomic_write_bytes(Path(stats), json.dumps(record, indent=2).encode())
+    return ImageResult(image=image, stats=record)

@@ -1,0 +1,75 @@
+"""Shared run-time plumbing: device choice, the extractor (built once per process), paths."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import RuntimeConfig
+from ..errors import OutputError, UsageError
+from ..features.vgg import FeatureExtractor, build_vgg_hypercolumns
+from ..features.weights import resolve_vgg16_weights
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; a CUDA request without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda was requested but no CUDA GPU is visible; use "
+                             "--device cpu or auto")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
+        return device
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Extractor:
+    model: FeatureExtractor
+    weights_source: str
+
+
+_EXTRACTORS: dict[tuple[str | None, str], Extractor] = {}
+
+
+def load_extractor(runtime: RuntimeConfig, device: torch.device, progress: bool = True) -> Extractor:
+    """The VGG16 hypercolumn extractor on ``device``, built once per (weights, device)."""
+    key = (runtime.vgg_weights, str(device))
+    if key not in _EXTRACTORS:
+        weights = resolve_vgg16_weights(runtime.vgg_weights, progress=progress)
+        model = build_vgg_hypercolumns(weights.state_dict, device)
+        _EXTRACTORS[key] = Extractor(model=model, weights_source=weights.source)
+    return _EXTRACTORS[key]
+
+
+def check_output_path(output: Path, inputs: list[Path], overwrite: bool,
+                      extensions: tuple[str, ...]) -> None:
+    """Refuse, before any work, an output that cannot or must not be written."""
+    if output.suffix.lower() not in extensions:
+        raise OutputError(f"output {output} has an unsupported extension; use one of "
+                          f"{', '.join(extensions)}")
+    resolved = output.resolve()
+    for path in inputs:
+        if path.exists() and resolved == path.resolve():
+            raise OutputError(f"output {output} is also an input; choose another output path")
+    if output.is_dir():
+        raise OutputError(f"output {output} is a directory; give a file name")
+    if output.exists() and not overwrite:
+        raise OutputError(f"output {output} exists; pass --overwrite to replace it")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output directory {parent} does not exist; create it first")
+    try:  # os.access says yes to root even on read-only mounts: really try.
+        fd, probe = tempfile.mkstemp(prefix=".strotss-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {parent}: {exc.strerror}; choose a writable "
+                          "output directory") from None

@@ -1,0 +1,36 @@
+"""Small tensor helpers shared by every stage (no foreign libraries beyond torch).
+
+Convention: images are float32 RGB ``(B,3,H,W)`` in [0,1]; masks are ``(H,W)``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def scaled_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(H, W) rescaled so that max(H, W) == long_side, keeping the aspect ratio."""
+    if height >= width:
+        return long_side, max(1, round(width * long_side / height))
+    return max(1, round(height * long_side / width)), long_side
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (B,C,H,W) to ``size`` (H', W'), antialiased when shrinking."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def resize_long_side(image: torch.Tensor, long_side: int) -> torch.Tensor:
+    """(B,C,H,W) -> (B,C,H',W') with max(H',W') == long_side."""
+    return resize(image, scaled_size(image.shape[-2], image.shape[-1], long_side))
+
+
+def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of an integer label map (H,W) -> size."""
+    if tuple(labels.shape) == tuple(size):
+        return labels
+    out = F.interpolate(labels[None, None].float(), size=size, mode="nearest")
+    return out[0, 0].to(labels.dtype)
