@@ -53,7 +53,13 @@ def subset(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
 
 def read_bilinear(maps: Sequence[torch.Tensor], strides: Sequence[int],
                   points: torch.Tensor) -> torch.Tensor:
-    """Bilinear reads of every map at ``points`` -> ``(N, sum C_k)``.
+    """Bilinear reads of every map at ``points`` -> ``(N, sum C_k)``."""
+    return torch.cat(read_bilinear_columns(maps, strides, points), dim=1)
+
+
+def read_bilinear_columns(maps: Sequence[torch.Tensor], strides: Sequence[int],
+                          points: torch.Tensor) -> list[torch.Tensor]:
+    """Bilinear reads of each map at ``points`` -> ``[(N, C_k)]``.
 
     A map of stride s is read at (x/s, y/s) with no half-pixel correction, clamped at the
     border. maps: ``[(1,C_k,H_k,W_k)]``; points ``(N,2)`` (x, y) on the stride-1 grid.
@@ -72,7 +78,7 @@ def read_bilinear(maps: Sequence[torch.Tensor], strides: Sequence[int],
         sampled = F.grid_sample(fmap, grids[key], mode="bilinear", padding_mode="border",
                                 align_corners=True)
         columns.append(sampled.view(c, -1).t())  # (N,C)
-    return torch.cat(columns, dim=1)
+    return columns
 
 
 def read_nearest(maps: Sequence[torch.Tensor], strides: Sequence[int],

@@ -15,6 +15,9 @@ import torch
 
 from ..errors import InputError, OutputError
 
+# OpenCV prints its own warnings (e.g. for a truncated PNG) to stderr; our errors say it better.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
@@ -73,7 +76,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def encode_image(image: torch.Tensor, extension: str) -> bytes:
     """(1,3,H,W) in [0,1] -> encoded file bytes for ``extension`` (e.g. ".png")."""
     bgr = np.ascontiguousarray(to_uint8_hwc(image)[..., ::-1])
-    ok, encoded = cv2.imencode(extension, bgr)
+    try:
+        ok, encoded = cv2.imencode(extension, bgr)
+    except cv2.error:
+        ok = False
     if not ok:
         raise OutputError(f"OpenCV cannot encode {extension} images; use .png or .jpg")
     return encoded.tobytes()

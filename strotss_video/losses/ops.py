@@ -36,12 +36,14 @@ class _UnitRows(torch.autograd.Function):
         norm = x.norm(dim=1, keepdim=True).clamp_min_(eps)
         y = x / norm
         ctx.save_for_backward(y, norm)
+        ctx.eps = eps
         return y
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor):  # type: ignore[override]
         y, norm = ctx.saved_tensors
-        dot = (dy * y).sum(1, keepdim=True)
+        # Rows shorter than eps were divided by the constant eps: no projection for them.
+        dot = (dy * y).sum(1, keepdim=True).mul_(norm > ctx.eps)
         return torch.addcmul(dy, y, dot, value=-1.0).div_(norm), None
 
 

@@ -96,30 +96,35 @@ def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, gram(x - mu, float(x.shape[0]))
 
 
-class _CovarianceL1(torch.autograd.Function):
-    """``mean|xc^T xc / n - cov_b|`` for centred rows xc (N,D), fused.
+class _MomentL1(torch.autograd.Function):
+    """``mean|mu_a - mu_b| + mean|cov(a) - cov_b|`` for rows a (N,D), fused.
 
-    Autograd of the plain expression keeps four (D,D) temporaries and runs the Gram backward
-    generically; here the forward works in place in the product's buffer and the backward is
-    ``xc (S + S^T) / (n D^2)`` with S = sign(difference)."""
+    The forward works in place in the covariance product's buffer; the backward is one
+    product, ``xc (S + S^T) / (n D^2)`` with S = sign(cov difference), plus the mean term's
+    row vector. The centring needs no backward of its own: the rows of xc sum to zero, so the
+    product's rows sum to zero too."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, xc: torch.Tensor,
+    def forward(ctx: torch.autograd.function.FunctionCtx, a: torch.Tensor, mu_b: torch.Tensor,
                 cov_b: torch.Tensor) -> torch.Tensor:
-        n = float(xc.shape[0])
+        n = float(a.shape[0])
+        mu_a = a.mean(0)
+        xc = a - mu_a
         diff = torch.mm(xc.t(), xc).div_(n).sub_(cov_b)
-        loss = diff.abs().mean()
-        ctx.save_for_backward(xc, diff.sign_())
+        mu_diff = mu_a - mu_b
+        loss = mu_diff.abs().mean() + diff.abs().mean()
+        ctx.save_for_backward(xc, diff.sign_(), mu_diff.sign_())
         return loss
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
-        xc, sign = ctx.saved_tensors
-        scale = grad / (xc.shape[0] * sign.numel())
-        return torch.mm(xc, sign + sign.t()).mul_(scale), None
+        xc, sign, mu_sign = ctx.saved_tensors
+        n, d = xc.shape
+        grad_a = torch.mm(xc, sign + sign.t()).mul_(grad / (n * d * d))
+        grad_a.add_(mu_sign * (grad / (n * d)))
+        return grad_a, None, None
 
 
 def moment_loss(a: torch.Tensor, mu_b: torch.Tensor, cov_b: torch.Tensor) -> torch.Tensor:
     """``mean|mu_a - mu_b| + mean|Sigma_a - Sigma_b|`` over all dims. a (N,D) -> scalar."""
-    mu_a = a.mean(0)
-    return (mu_a - mu_b).abs().mean() + _CovarianceL1.apply(a - mu_a, cov_b)
+    return _MomentL1.apply(a, mu_b, cov_b)

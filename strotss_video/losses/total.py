@@ -60,13 +60,16 @@ def combine(alpha: float, l_c: torch.Tensor, l_r: torch.Tensor, l_m: torch.Tenso
 
 
 def strotss_loss(a: torch.Tensor, content_target: torch.Tensor, styles: list[StyleTarget],
-                 alpha: float, regions: torch.Tensor | None = None) -> LossTerms:
+                 alpha: float, regions: torch.Tensor | None = None,
+                 rgb: torch.Tensor | None = None) -> LossTerms:
     """The STROTSS loss at sampled points.
 
     a (N,D) output hypercolumns (with grad); content_target (N,N) the content's
     :func:`self_similarity` at the same points; ``styles[r]`` the target of region r;
     ``regions`` (N,) long region of each point (None: one region). Style terms are averaged over
-    the regions present among the points."""
+    the regions present among the points. ``rgb`` (N,3), optional, is ``a[:, :3]`` as its own
+    tensor (``a`` concatenated from it), so the palette gradient skips the (N,D) matrix."""
+    rgb = a[:, :3] if rgb is None else rgb
     a_unit = unit_rows(a)
     l_c = content_loss(a_unit, content_target)
     if regions is None:
@@ -78,7 +81,7 @@ def strotss_loss(a: torch.Tensor, content_target: torch.Tensor, styles: list[Sty
     for style, idx in groups:
         l_r = l_r + remd_cosine(a_unit[idx], style.unit, style.unit_t)
         l_m = l_m + moment_loss(a[idx], style.mean, style.cov)
-        l_p = l_p + remd_palette(a[idx, :3], style.rgb)
+        l_p = l_p + remd_palette(rgb[idx], style.rgb)
     n = float(len(groups))
     l_r, l_m, l_p = l_r / n, l_m / n, l_p / n
     return LossTerms(total=combine(alpha, l_c, l_r, l_m, l_p), content=l_c, remd=l_r, moment=l_m,

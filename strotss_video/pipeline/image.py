@@ -84,9 +84,13 @@ def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLik
     elif settings:
         config = apply_overrides(config, flag_overrides(settings), "keyword arguments")
     out_path = Path(output) if output is not None else None
+    stats_path = Path(stats) if stats is not None else None
+    inputs = [Path(p) for p in (content, style, *(guide or ())) if not isinstance(p, torch.Tensor)]
     if out_path is not None:
-        inputs = [Path(p) for p in (content, style) if not isinstance(p, torch.Tensor)]
         check_output_path(out_path, inputs, overwrite, WRITABLE_EXTENSIONS)
+    if stats_path is not None:  # a log: replaced freely, but checked before hours of work
+        check_output_path(stats_path, inputs + ([out_path] if out_path else []), True, (".json",),
+                          what="stats file")
     content_t = _load(content, "content image")
     style_t = _load(style, "style image")
     guidance: Guidance | None = None
@@ -111,6 +115,6 @@ def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLik
     if out_path is not None:
         write_image(out_path, image)
     record = result_stats(result, weights_source, device, config, time.perf_counter() - start)
-    if stats is not None:
-        atomic_write_bytes(Path(stats), json.dumps(record, indent=2).encode())
+    if stats_path is not None:
+        atomic_write_bytes(stats_path, json.dumps(record, indent=2).encode())
     return ImageResult(image=image, stats=record)

@@ -50,22 +50,22 @@ def load_extractor(runtime: RuntimeConfig, device: torch.device, progress: bool 
 
 
 def check_output_path(output: Path, inputs: list[Path], overwrite: bool,
-                      extensions: tuple[str, ...]) -> None:
+                      extensions: tuple[str, ...], what: str = "output") -> None:
     """Refuse, before any work, an output that cannot or must not be written."""
     if output.suffix.lower() not in extensions:
-        raise OutputError(f"output {output} has an unsupported extension; use one of "
+        raise OutputError(f"{what} {output} has an unsupported extension; use one of "
                           f"{', '.join(extensions)}")
     resolved = output.resolve()
     for path in inputs:
         if path.exists() and resolved == path.resolve():
-            raise OutputError(f"output {output} is also an input; choose another output path")
+            raise OutputError(f"{what} {output} is also an input; choose another path")
     if output.is_dir():
-        raise OutputError(f"output {output} is a directory; give a file name")
+        raise OutputError(f"{what} {output} is a directory; give a file name")
     if output.exists() and not overwrite:
-        raise OutputError(f"output {output} exists; pass --overwrite to replace it")
+        raise OutputError(f"{what} {output} exists; pass --overwrite to replace it")
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
-        raise OutputError(f"output directory {parent} does not exist; create it first")
+        raise OutputError(f"{what} directory {parent} does not exist; create it first")
     try:  # os.access says yes to root even on read-only mounts: really try.
         fd, probe = tempfile.mkstemp(prefix=".strotss-probe-", dir=parent)
         os.close(fd)

@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import StrotssConfig
-from ..features.sampling import candidate_grid, random_pixels, read_bilinear, read_nearest, subset
+from ..features.sampling import (candidate_grid, random_pixels, read_bilinear,
+                                 read_bilinear_columns, read_nearest, subset)
 from ..features.vgg import FeatureExtractor
 from ..losses import LossTerms, StyleTarget, alpha_at, strotss_loss
 from ..losses.content import normalise_columns, self_similarity
@@ -117,6 +118,9 @@ class ScaleReport:
     vgg_seconds: float
     loss_seconds: float
     losses: dict[str, float] = field(default_factory=dict)
+    """Loss terms at the last step."""
+    initial_losses: dict[str, float] = field(default_factory=dict)
+    """Loss terms at the first step (before any update)."""
 
 
 @dataclass
@@ -235,6 +239,7 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
                                     eps=cfg.rmsprop_eps)
     spans: list[tuple[object, object, object, object]] = []
     terms: LossTerms | None = None
+    initial: dict[str, float] = {}
     bar = tqdm(total=step.iters, desc=desc, disable=not progress, leave=False, unit="it")
     loop_start = time.perf_counter()
     for it in range(step.iters):
@@ -244,14 +249,16 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         maps = extractor(image)
         t1 = clock.mark()
         leaves = [m.detach().requires_grad_(True) for m in maps]
-        a = read_bilinear(leaves, strides, candidates_dev[idx])
+        columns = read_bilinear_columns(leaves, strides, candidates_dev[idx])
+        a = torch.cat(columns, dim=1)
         with torch.no_grad():
             if content_sim is not None:
                 target = normalise_columns(1.0 - content_sim[idx][:, idx])
             else:
                 target = self_similarity(content_unit[idx])
         terms = strotss_loss(a, target, targets, step.alpha,
-                             point_regions[idx] if point_regions is not None else None)
+                             point_regions[idx] if point_regions is not None else None,
+                             rgb=columns[0])
         terms.total.backward()
         t2 = clock.mark()
         # Second half of the backward pass: through VGG into the pyramid.
@@ -260,6 +267,8 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
         spans.append((t0, t1, t2, t3))
+        if it == 0:
+            initial = terms.as_floats()
         if progress and (it % 10 == 0 or it == step.iters - 1):
             bar.set_postfix(loss=f"{float(terms.total.detach()):.4f}", refresh=False)
         bar.update(1)
@@ -272,5 +281,6 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
     loss = sum(clock.span(t1, t2) for _, t1, t2, _ in spans)
     report = ScaleReport(long_side=step.long_side, height=h, width=w, iterations=step.iters,
                          seconds=time.perf_counter() - start, loop_seconds=loop_seconds, vgg_seconds=vgg, loss_seconds=loss,
-                         losses=terms.as_floats() if terms is not None else {})
+                         losses=terms.as_floats() if terms is not None else {},
+                         initial_losses=initial)
     return result, report

@@ -1,0 +1,35 @@
+# strotss-video developer commands. `make demo` and `make test` each run `make setup` first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# This torch/torchvision pair is served from local disk on the project's machines (offline);
+# elsewhere pip downloads it. Override with e.g. `make setup TORCH_SPEC="torch torchvision"`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+DEMO_DIR := out/demo
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+	$(PY) -m strotss_video weights
+
+demo: setup
+	$(PY) scripts/make_samples.py $(DEMO_DIR) > /dev/null
+	$(PY) -m strotss_video image $(DEMO_DIR)/content.png $(DEMO_DIR)/style.png \
+		$(DEMO_DIR)/stylized.png --preset preview --overwrite --stats $(DEMO_DIR)/stats.json
+	@echo "demo result: $(DEMO_DIR)/stylized.png (inputs and stats.json beside it)"
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) scripts/bench_image.py --sizes 64 128 256 --iters 10 --repeats 3
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,77 @@
+"""Configuration: one source of truth, validated, with flag > config file > preset > default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from strotss_video.config import (Config, StrotssConfig, available_presets, build_config,
+                                  flag_overrides, load_preset)
+from strotss_video.errors import ConfigError
+
+
+def test_defaults_are_the_reference_values() -> None:
+    cfg = StrotssConfig()
+    assert (cfg.max_size, cfg.scales, cfg.iters) == (512, 4, 250)
+    assert (cfg.output_points, cfg.style_points, cfg.pyramid_levels) == (1024, 5000, 5)
+    assert (cfg.lr, cfg.final_lr, cfg.alpha_base) == (2e-3, 1e-3, 16.0)
+    assert cfg.scale_sizes() == [64, 128, 256, 512]
+    assert StrotssConfig(max_size=1024, scales=5).scale_sizes() == [64, 128, 256, 512, 1024]
+
+
+def test_precedence_flag_over_file_over_preset(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("strotss:\n  iters: 7\n  max_size: 96\n")
+    cfg = build_config("test", f, flag_overrides({"iters": 3, "seed": None}))
+    preset = load_preset("test")["strotss"]
+    assert cfg.strotss.iters == 3  # flag
+    assert cfg.strotss.max_size == 96  # file
+    assert cfg.strotss.output_points == preset["output_points"]  # preset
+    assert cfg.strotss.pyramid_levels == 5  # default
+    assert cfg.runtime.seed == 0  # None means "not given"
+
+
+@pytest.mark.parametrize("name", available_presets())
+def test_every_preset_is_valid(name: str) -> None:
+    assert isinstance(build_config(name), Config)
+
+
+def test_yaml_dump_round_trips() -> None:
+    cfg = build_config("preview")
+    again = build_config(None, None, yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("strotss:\n  itres: 3\n", "unknown config key strotss.itres"),
+    ("video:\n  crf: 3\n", "unknown config section"),
+    ("strotss:\n  iters: -5\n", "must be positive"),
+    ("strotss:\n  iters: many\n", "must be int"),
+    ("strotss:\n  iters: true\n", "boolean"),
+    ("strotss:\n  content_weight: -1\n", ">= 0"),
+    ("strotss:\n  max_size: 16\n  scales: 4\n", "below 16 px"),
+    ("runtime:\n  device: tpu\n", "runtime.device"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("strotss: [1, 2\n", "not valid YAML"),
+])
+def test_bad_config_files_are_one_line_errors(tmp_path: Path, text: str, needle: str) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        build_config(None, f)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_preset_and_setting() -> None:
+    with pytest.raises(ConfigError, match="unknown preset"):
+        build_config("nope")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        flag_overrides({"iterations": 3})
+
+
+def test_configs_are_frozen() -> None:
+    cfg = StrotssConfig()
+    with pytest.raises(AttributeError):
+        cfg.iters = 3  # type: ignore[misc]

@@ -1,0 +1,119 @@
+"""The coarse-to-fine optimiser: real runs on tiny images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from strotss_video.config import StrotssConfig
+from strotss_video.io.image import read_image
+from strotss_video.pipeline.image import stylize_image
+from strotss_video.stylize.guidance import build_guidance
+from strotss_video.stylize.optimize import ScaleStep, StyleBank, default_plan, final_scale_plan, stylize
+from strotss_video.stylize.pyramid import laplacian_band
+
+TINY = StrotssConfig(max_size=32, scales=2, iters=3, output_points=64, style_points=128)
+
+
+def _images() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(1, 3, 24, 32, generator=g), torch.rand(1, 3, 40, 40, generator=g)
+
+
+def test_default_plan_follows_the_reference_schedule() -> None:
+    plan = default_plan(StrotssConfig())
+    assert [s.long_side for s in plan] == [64, 128, 256, 512]
+    assert [s.alpha for s in plan] == [16.0, 8.0, 4.0, 2.0]
+    assert [s.lr for s in plan] == [2e-3, 2e-3, 2e-3, 1e-3]
+    assert [s.add_content_band for s in plan] == [True, True, True, False]
+    assert all(s.iters == 250 for s in plan)
+    warm = final_scale_plan(StrotssConfig(), 40)
+    assert len(warm) == 1 and warm[0].long_side == 512 and warm[0].iters == 40
+    assert not warm[0].add_content_band and warm[0].lr == 1e-3
+
+
+def test_runs_every_scale_and_is_deterministic(tiny_extractor: torch.nn.Module) -> None:
+    content, style = _images()
+    runs = [stylize(content, StyleBank(tiny_extractor, style, TINY, seed=5), tiny_extractor, TINY,
+                    seed=5, progress=False) for _ in range(2)]
+    assert runs[0].image.shape == (1, 3, 24, 32)
+    assert [s.long_side for s in runs[0].scales] == [16, 32]
+    assert runs[0].iterations == 6
+    assert torch.equal(runs[0].image, runs[1].image)
+    assert 0.0 <= float(runs[0].image.min()) and float(runs[0].image.max()) <= 1.0
+
+
+def test_first_scale_starts_from_style_mean_plus_content_band(tiny_extractor: torch.nn.Module) -> None:
+    content, style = _images()
+    bank = StyleBank(tiny_extractor, style, TINY)
+    # Zero iterations: the result is the initial canvas itself (then clamped).
+    plan = [ScaleStep(32, 0, 1e-3, 2.0, add_content_band=True)]
+    out = stylize(content, bank, tiny_extractor, TINY, plan=plan, progress=False).image
+    expected = (style.mean(dim=(2, 3), keepdim=True) + laplacian_band(content)).clamp(0, 1)
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_warm_start_uses_the_given_initial_image(tiny_extractor: torch.nn.Module) -> None:
+    content, style = _images()
+    bank = StyleBank(tiny_extractor, style, TINY)
+    init = torch.rand(1, 3, 24, 32)
+    same = stylize(content, bank, tiny_extractor, TINY, plan=final_scale_plan(TINY, 0), init=init,
+                   progress=False)
+    assert torch.allclose(same.image, init, atol=1e-5)
+    moved = stylize(content, bank, tiny_extractor, TINY, plan=final_scale_plan(TINY, 5), init=init,
+                    progress=False)
+    assert len(moved.scales) == 1 and moved.scales[0].iterations == 5
+    change = (moved.image - init).abs().mean()
+    assert 0 < float(change) < 0.05  # optimised from the init, not restarted
+
+
+def test_style_targets_are_computed_once_per_scale(tiny_extractor: torch.nn.Module) -> None:
+    _, style = _images()
+    bank = StyleBank(tiny_extractor, style, TINY)
+    first = bank.targets(32)
+    assert bank.targets(32) is first
+    target = first[0]
+    assert target.unit.shape == (TINY.style_points, tiny_extractor.dim)
+    assert torch.allclose(target.unit.norm(dim=1), torch.ones(TINY.style_points), atol=1e-5)
+    assert torch.equal(target.unit_t, target.unit.t())
+
+
+def test_region_guidance_runs_per_region(tiny_extractor: torch.nn.Module) -> None:
+    content, style = _images()
+    cmask = torch.zeros(1, 3, 24, 32)
+    cmask[:, 0, :, :16] = 1.0  # left red, right black
+    smask = torch.zeros(1, 3, 40, 40)
+    smask[:, 0, :20] = 1.0  # top red, bottom black
+    cfg = StrotssConfig(max_size=32, scales=1, iters=2, output_points=64, style_points=64,
+                        min_region_pixels=50)
+    guidance = build_guidance(cmask, smask, cfg.min_region_pixels)
+    assert guidance.regions == 2
+    bank = StyleBank(tiny_extractor, style, cfg, guidance=guidance)
+    assert len(bank.targets(32)) == 2
+    out = stylize(content, bank, tiny_extractor, cfg, guidance=guidance, progress=False)
+    assert out.image.shape == content.shape and torch.isfinite(out.image).all()
+
+
+@pytest.mark.weights
+def test_real_weights_64px_lowers_the_style_loss(content_png: Path, style_png: Path,
+                                                  tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    result = stylize_image(content_png, style_png, out, max_size=64, scales=2, iters=40,
+                           output_points=512, style_points=2000, device="cpu", progress=False)
+    decoded = cv2.imread(str(out))
+    assert decoded is not None and decoded.shape == (48, 64, 3)
+    assert torch.allclose(read_image(out), result.image, atol=1 / 255)
+    first, last = result.stats["scales"][0], result.stats["scales"][-1]
+
+    def style_loss(terms: dict[str, float]) -> float:
+        return terms["remd"] + terms["moment"] + terms["palette"]
+
+    assert style_loss(last["losses"]) < 0.7 * style_loss(first["initial_losses"])
+    for scale in result.stats["scales"]:  # and within every scale
+        assert style_loss(scale["losses"]) < 0.85 * style_loss(scale["initial_losses"])
+        assert scale["losses"]["total"] < scale["initial_losses"]["total"]
+    assert result.stats["iterations"] == 80
+    assert result.stats["vgg_seconds"] > 0 and result.stats["loss_seconds"] > 0
