@@ -16,6 +16,7 @@ from .config import available_presets, build_config, flag_overrides
 from .errors import StrotssError, UsageError
 
 PROG = "strotss-video"
+COMMANDS = ("video", "image", "weights")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +89,38 @@ def build_parser() -> argparse.ArgumentParser:
                      help="colour-coded region masks, same sizes as the content and style")
     _add_common(img)
 
+    vid = sub.add_parser("video", help="stylise a video (the default command)",
+                         description="Stylise INPUT in the style of STYLE and write OUTPUT "
+                                     "(.mp4, .mkv or .mov), stable from frame to frame.")
+    vid.add_argument("input", nargs="?", metavar="INPUT", help="input video")
+    vid.add_argument("style", nargs="?", metavar="STYLE", help="style image")
+    vid.add_argument("output", nargs="?", metavar="OUTPUT", help="output video")
+    rng = vid.add_argument_group("range and preview")
+    rng.add_argument("--start", metavar="T", help="first frame: index (120), seconds (4.5s) or "
+                     "timecode (00:00:04.5)")
+    rng.add_argument("--end", metavar="T", help="end, exclusive, same forms as --start")
+    rng.add_argument("--preview-sheet", metavar="FILE.png",
+                     help="contact sheet of input and output at evenly spaced frames")
+    tmp = vid.add_argument_group("temporal coherence")
+    tmp.add_argument("--temporal", choices=("on", "off"),
+                     help="off: every frame stylised from scratch (the per-frame baseline)")
+    tmp.add_argument("--temporal-weight", type=_non_negative_float, metavar="W",
+                     help="weight of the temporal consistency term (default 100)")
+    tmp.add_argument("--warm-iters", type=_positive_int, metavar="N",
+                     help="optimiser steps of each warm frame (default 40)")
+    tmp.add_argument("--flow", choices=("dis", "raft"), help="optical flow method (default dis)")
+    tmp.add_argument("--long-term", type=_frame_list, metavar="J,J,...",
+                     help="also constrain by these past frames, e.g. 1,10,20")
+    enc = vid.add_argument_group("encoding")
+    enc.add_argument("--codec", help="video codec (default libx264)")
+    enc.add_argument("--crf", type=int, metavar="Q", help="constant rate factor (default 18)")
+    enc.add_argument("--encoder-preset", metavar="NAME", help="x264 preset (default medium)")
+    enc.add_argument("--no-audio", dest="audio", action="store_const", const=False,
+                     help="drop the audio streams (default: copied unchanged)")
+    enc.add_argument("--output-size", choices=("processing", "source"),
+                     help="processing: the stylised size (default); source: the input's size")
+    _add_common(vid)
+
     wts = sub.add_parser("weights", help="resolve and cache the VGG16 weights, print the source")
     wts.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
     wts.add_argument("--offline", action="store_true", help="do not try torchvision's download")
@@ -96,11 +129,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _frame_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frame distances like 1,10,20, got {text!r}") \
+            from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"frame distances must be >= 1, got {text!r}")
+    return values
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The flat settings the user gave on the command line (None = not given)."""
     names = ("max_size", "scales", "iters", "content_weight", "output_points", "style_points",
-             "device", "seed", "vgg_weights")
-    return {n: getattr(args, n, None) for n in names}
+             "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "flow", "long_term",
+             "crf", "codec", "encoder_preset", "audio", "output_size")
+    settings = {n: getattr(args, n, None) for n in names}
+    temporal = getattr(args, "temporal", None)
+    settings["temporal"] = None if temporal is None else temporal == "on"
+    return settings
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from .pipeline.video import stylize_video
+
+    config = build_config(args.preset, args.config, flag_overrides(_settings(args)))
+    if args.print_config:
+        sys.stdout.write(config.to_yaml())
+        return 0
+    missing = [n for n in ("input", "style", "output") if getattr(args, n) is None]
+    if missing:
+        raise UsageError(f"missing {', '.join(m.upper() for m in missing)}; usage: {PROG} INPUT "
+                         "STYLE OUTPUT")
+    result = stylize_video(args.input, args.style, args.output, config=config, start=args.start,
+                           end=args.end, overwrite=args.overwrite, progress=not args.quiet,
+                           stats=args.stats, preview_sheet=args.preview_sheet)
+    if not args.quiet:
+        s = result.stats["summary"]
+        print(f"wrote {args.output} ({s['frames']} frames, {s['output_size'][0]}x"
+              f"{s['output_size'][1]}) in {s['seconds']:.1f} s", file=sys.stderr)
+    return 0
 
 
 def _run_image(args: argparse.Namespace) -> int:
@@ -138,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``strotss-video`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    # `strotss-video in.mp4 style.jpg out.mp4` is the video command.
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        argv.insert(0, "video")
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -146,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "image":
             return _run_image(args)
+        if args.command == "video":
+            return _run_video(args)
         return _run_weights(args)
     except StrotssError as exc:
         if debug:

@@ -93,11 +93,78 @@ class RuntimeConfig:
         _non_negative("runtime.seed", self.seed)
 
 
+FLOW_METHODS = ("dis", "raft")
+DIS_PRESETS = ("ultrafast", "fast", "medium")
+FILL_MODES = ("blur", "content", "mean")
+MASK_SMOOTHING = ("gaussian", "erode", "none")
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """Frame-to-frame coherence: warm starts from the warped previous output plus a masked
+    temporal term (Ruder et al.). Off = every frame cold, the per-frame baseline."""
+
+    enabled: bool = True
+    weight: float = 100.0
+    """Weight of the temporal term (mean squared difference to the warped previous output)."""
+    warm_iters: int = 40
+    """Optimiser steps of a warm frame, at the final scale only."""
+    flow: str = "dis"
+    dis_preset: str = "medium"
+    raft_weights: str | None = None
+    fill: str = "blur"
+    """What fills disoccluded pixels of the warm start: the content's low-pass (blur), the
+    content frame itself, or the style's mean colour."""
+    mask_smoothing: str = "gaussian"
+    early_stop_tol: float = 0.0
+    """Stop a warm frame when its loss changes by less than this (relative) over a window; 0 = off."""
+    early_stop_window: int = 10
+    long_term: tuple[int, ...] = ()
+    """Past frames constrained besides the previous one (e.g. 1, 10, 20): each pixel is tied to
+    the closest of them where it is reliable."""
+
+    def __post_init__(self) -> None:
+        _non_negative("temporal.weight", self.weight)
+        _positive("temporal.warm_iters", self.warm_iters)
+        _positive("temporal.early_stop_window", self.early_stop_window)
+        _non_negative("temporal.early_stop_tol", self.early_stop_tol)
+        for name, value, allowed in (("flow", self.flow, FLOW_METHODS),
+                                     ("dis_preset", self.dis_preset, DIS_PRESETS),
+                                     ("fill", self.fill, FILL_MODES),
+                                     ("mask_smoothing", self.mask_smoothing, MASK_SMOOTHING)):
+            if value not in allowed:
+                raise ConfigError(f"temporal.{name} must be one of {', '.join(allowed)} (got {value!r})")
+        if any(isinstance(j, bool) or not isinstance(j, int) or j < 1 for j in self.long_term):
+            raise ConfigError(f"temporal.long_term must list frame distances >= 1 (got {self.long_term})")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """Encoding of the output video."""
+
+    codec: str = "libx264"
+    crf: int = 18
+    encoder_preset: str = "medium"
+    audio: bool = True
+    output_size: str = "processing"
+    """processing: the stylised size; source: scaled back to the input's size."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crf <= 63:
+            raise ConfigError(f"video.crf must be in 0..63 (got {self.crf})")
+        if self.output_size not in ("processing", "source"):
+            raise ConfigError(f"video.output_size must be processing or source (got {self.output_size!r})")
+        if not self.codec:
+            raise ConfigError("video.codec must not be empty")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a run needs."""
 
     strotss: StrotssConfig = field(default_factory=StrotssConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,7 +174,8 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-_SECTION_TYPES: dict[str, type] = {"strotss": StrotssConfig, "runtime": RuntimeConfig}
+_SECTION_TYPES: dict[str, type] = {"strotss": StrotssConfig, "temporal": TemporalConfig,
+                                   "video": VideoConfig, "runtime": RuntimeConfig}
 
 
 def _coerce(section: str, name: str, value: Any, default: Any) -> Any:
@@ -115,6 +183,8 @@ def _coerce(section: str, name: str, value: Any, default: Any) -> Any:
     expected = type(default) if default is not None else str
     if value is None and default is None:
         return None
+    if expected is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) and expected is not bool:
@@ -200,6 +270,16 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "content_weight": ("strotss", "content_weight"),
     "output_points": ("strotss", "output_points"),
     "style_points": ("strotss", "style_points"),
+    "temporal": ("temporal", "enabled"),
+    "temporal_weight": ("temporal", "weight"),
+    "warm_iters": ("temporal", "warm_iters"),
+    "flow": ("temporal", "flow"),
+    "long_term": ("temporal", "long_term"),
+    "crf": ("video", "crf"),
+    "codec": ("video", "codec"),
+    "encoder_preset": ("video", "encoder_preset"),
+    "audio": ("video", "audio"),
+    "output_size": ("video", "output_size"),
     "device": ("runtime", "device"),
     "seed": ("runtime", "seed"),
     "vgg_weights": ("runtime", "vgg_weights"),

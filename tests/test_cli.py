@@ -190,7 +190,8 @@ CASES: list[tuple[str, Builder, int, str]] = [
     ("missing-output-positional", lambda c: c.image()[:3], 2, "OUTPUT"),
     ("missing-all-positionals", lambda c: ["image"], 2, "CONTENT"),
     ("unknown-option", lambda c: c.image("--frobnicate"), 2, "--frobnicate"),
-    ("unknown-command", lambda c: ["paint", c.content], 2, "paint"),
+    # Not a command: taken as the INPUT of the default video command, which then lacks OUTPUT.
+    ("unknown-command", lambda c: ["paint", c.content], 2, "missing OUTPUT"),
     ("vgg-weights-missing", lambda c: c.image("--vgg-weights", c.tmp / "nope.pth", *FAST), 1,
      "nope.pth"),
     ("vgg-weights-garbage", _garbage_weights, 1, "w.pth"),

@@ -46,7 +46,10 @@ def test_yaml_dump_round_trips() -> None:
 
 @pytest.mark.parametrize("text, needle", [
     ("strotss:\n  itres: 3\n", "unknown config key strotss.itres"),
-    ("video:\n  crf: 3\n", "unknown config section"),
+    ("audio:\n  crf: 3\n", "unknown config section"),
+    ("video:\n  crf: 99\n", "video.crf"),
+    ("temporal:\n  flow: farneback\n", "temporal.flow"),
+    ("temporal:\n  long_term: [0, 10]\n", "temporal.long_term"),
     ("strotss:\n  iters: -5\n", "must be positive"),
     ("strotss:\n  iters: many\n", "must be int"),
     ("strotss:\n  iters: true\n", "boolean"),

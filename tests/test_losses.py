@@ -373,7 +373,9 @@ def test_strotss_loss_single_region_equals_combined_terms(alpha: float) -> None:
     l_r, l_m, l_p = _separate_terms(a, b)
     _assert_terms(terms, dict(content=l_c, remd=l_r, moment=l_m, palette=l_p,
                               total=combine(alpha, l_c, l_r, l_m, l_p)))
-    assert set(terms.as_floats()) == {"total", "content", "remd", "moment", "palette"}
+    floats = terms.as_floats()
+    assert set(floats) == {"total", "content", "remd", "moment", "palette", "style"}
+    assert floats["style"] == pytest.approx(floats["remd"] + floats["moment"] + floats["palette"])
     assert_value_and_grad(lambda t: strotss_loss(t, target, [StyleTarget.from_hypercolumns(b)],
                                                  alpha).total,
                           lambda t: combine(alpha, content_loss(unit_rows(t), target),

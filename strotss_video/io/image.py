@@ -90,3 +90,22 @@ def write_image(path: str | os.PathLike[str], image: torch.Tensor) -> None:
     p = Path(path)
     data = encode_image(image, p.suffix.lower())
     atomic_write_bytes(p, data)
+
+
+def write_contact_sheet(path: Path, pairs: list[tuple[np.ndarray, np.ndarray]],
+                        gap: int = 4) -> None:
+    """Rows of (input | output) uint8 RGB (H,W,3) pairs, written atomically as one image."""
+    rows = []
+    for left, right in pairs:
+        h = max(left.shape[0], right.shape[0])
+        pad = lambda im: cv2.copyMakeBorder(im, 0, h - im.shape[0], 0, 0, cv2.BORDER_CONSTANT)  # noqa: E731
+        spacer = np.full((h, gap, 3), 255, np.uint8)
+        rows.append(np.concatenate([pad(left), spacer, pad(right)], axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [cv2.copyMakeBorder(r, 0, gap, 0, width - r.shape[1], cv2.BORDER_CONSTANT,
+                               value=(255, 255, 255)) for r in rows]
+    sheet = np.ascontiguousarray(np.concatenate(rows, axis=0)[..., ::-1])
+    ok, encoded = cv2.imencode(path.suffix.lower() or ".png", sheet)
+    if not ok:
+        raise OutputError(f"cannot encode the preview sheet as {path.suffix}; use .png")
+    atomic_write_bytes(path, encoded.tobytes())

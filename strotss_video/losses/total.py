@@ -43,9 +43,21 @@ class LossTerms:
     remd: torch.Tensor
     moment: torch.Tensor
     palette: torch.Tensor
+    temporal: torch.Tensor | None = None
+    """The weighted pixel-space term added by the video pipeline, if any (included in total)."""
+
+    @property
+    def style(self) -> torch.Tensor:
+        """The three style terms together (the style loss compared across frames)."""
+        return self.remd + self.moment + self.palette
 
     def as_floats(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "content", "remd", "moment", "palette")}
+        names = ["total", "content", "remd", "moment", "palette"]
+        if self.temporal is not None:
+            names.append("temporal")
+        out = {k: float(getattr(self, k).detach()) for k in names}
+        out["style"] = out["remd"] + out["moment"] + out["palette"]
+        return out
 
 
 def alpha_at(content_weight: float, alpha_base: float, scale_index: int) -> float:

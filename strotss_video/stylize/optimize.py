@@ -9,8 +9,8 @@ scale only.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -173,15 +173,30 @@ PRECOMPUTE_SIMILARITY_MAX = 4096
 """Candidate count up to which the content's full similarity matrix (64 MiB) is precomputed."""
 
 
+PixelLoss = Callable[[torch.Tensor], torch.Tensor]
+"""A weighted scalar loss of the whole image (1,3,h,w), e.g. the temporal term."""
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """Stop when the mean loss of the last ``window`` steps differs from the previous
+    window's by less than ``tol`` (relative). Checked once per window (one sync)."""
+
+    tol: float
+    window: int
+
+
 def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtractor,
             cfg: StrotssConfig, plan: Sequence[ScaleStep] | None = None,
             init: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
-            guidance: Guidance | None = None) -> StylizeResult:
+            guidance: Guidance | None = None, pixel_loss: PixelLoss | None = None,
+            early_stop: EarlyStop | None = None) -> StylizeResult:
     """Optimise one image.
 
     content (1,3,H,W) in [0,1] at any size (resized per scale); ``init`` (1,3,h,w) replaces the
     mean-colour initialisation of the first step (resized to it); ``plan`` defaults to the
-    reference schedule. Returns the clamped result at the last step's size."""
+    reference schedule. ``pixel_loss`` (last step only) is added to the STROTSS loss;
+    ``early_stop`` applies to the last step. Returns the clamped result at the last step's size."""
     plan = list(plan) if plan is not None else default_plan(cfg)
     device = content.device
     clock = _Clock(device)
@@ -198,18 +213,30 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
         if step.add_content_band:
             canvas = canvas + laplacian_band(content_s)
         desc = f"scale {k + 1}/{len(plan)} {w}x{h}"
+        last = k == len(plan) - 1
         result, report = _optimise_scale(canvas, content_s, styles.targets(step.long_side), step,
-                                         extractor, cfg, gen, clock, guidance, progress, desc)
+                                         extractor, cfg, gen, clock, guidance, progress, desc,
+                                         pixel_loss if last else None, early_stop if last else None)
         image = result
         reports.append(report)
     assert image is not None
     return StylizeResult(image=image.detach().clamp(0.0, 1.0), scales=reports)
 
 
+def _converged(history: list[torch.Tensor], rule: EarlyStop) -> bool:
+    n = len(history)
+    if n < 2 * rule.window or n % rule.window:
+        return False
+    previous = float(torch.stack(history[-2 * rule.window:-rule.window]).mean())
+    current = float(torch.stack(history[-rule.window:]).mean())
+    return abs(previous - current) <= rule.tol * abs(previous)
+
+
 def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[StyleTarget],
                     step: ScaleStep, extractor: FeatureExtractor, cfg: StrotssConfig,
                     gen: torch.Generator, clock: _Clock, guidance: Guidance | None,
-                    progress: bool, desc: str) -> tuple[torch.Tensor, ScaleReport]:
+                    progress: bool, desc: str, pixel_loss: PixelLoss | None,
+                    early_stop: EarlyStop | None) -> tuple[torch.Tensor, ScaleReport]:
     h, w = content.shape[-2:]
     device = content.device
     strides = extractor.strides
@@ -242,6 +269,8 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
     initial: dict[str, float] = {}
     bar = tqdm(total=step.iters, desc=desc, disable=not progress, leave=False, unit="it")
     loop_start = time.perf_counter()
+    history: list[torch.Tensor] = []
+    done = 0
     for it in range(step.iters):
         idx = subset(candidates.shape[0], cfg.output_points, gen).to(device)
         image = recompose(pyramid)
@@ -260,18 +289,31 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
                              point_regions[idx] if point_regions is not None else None,
                              rgb=columns[0])
         terms.total.backward()
+        extra = pixel_loss(image) if pixel_loss is not None else None
         t2 = clock.mark()
         # Second half of the backward pass: through VGG into the pyramid.
-        torch.autograd.backward(maps, [leaf.grad for leaf in leaves])
+        roots: list[torch.Tensor] = list(maps)
+        grads: list[torch.Tensor | None] = [leaf.grad for leaf in leaves]
+        if extra is not None:
+            roots.append(extra)
+            grads.append(None)
+            terms = replace(terms, total=terms.total.detach() + extra.detach(),
+                            temporal=extra.detach())
+        torch.autograd.backward(roots, grads)
         t3 = clock.mark()
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
         spans.append((t0, t1, t2, t3))
+        done = it + 1
         if it == 0:
             initial = terms.as_floats()
         if progress and (it % 10 == 0 or it == step.iters - 1):
             bar.set_postfix(loss=f"{float(terms.total.detach()):.4f}", refresh=False)
         bar.update(1)
+        if early_stop is not None:
+            history.append(terms.total.detach())
+            if _converged(history, early_stop):
+                break
     clock.sync()
     loop_seconds = time.perf_counter() - loop_start
     bar.close()
@@ -279,7 +321,7 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         result = recompose(pyramid)
     vgg = sum(clock.span(t0, t1) + clock.span(t2, t3) for t0, t1, t2, t3 in spans)
     loss = sum(clock.span(t1, t2) for _, t1, t2, _ in spans)
-    report = ScaleReport(long_side=step.long_side, height=h, width=w, iterations=step.iters,
+    report = ScaleReport(long_side=step.long_side, height=h, width=w, iterations=done,
                          seconds=time.perf_counter() - start, loop_seconds=loop_seconds, vgg_seconds=vgg, loss_seconds=loss,
                          losses=terms.as_floats() if terms is not None else {},
                          initial_losses=initial)

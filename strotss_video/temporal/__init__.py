@@ -1,0 +1,1 @@
+"""Frame-to-frame coherence: warm starts and the temporal consistency term (Ruder et al.)."""

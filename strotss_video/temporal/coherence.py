@@ -1,0 +1,72 @@
+"""Warm starts from the previous stylised frame, and the masked temporal term.
+
+Shapes: images (1,3,H,W) float in [0,1]; flows (1,2,H,W) in pixels; masks (1,1,H,W) in [0,1]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..flow.warp import warp
+
+
+def temporal_loss(image: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Ruder's short-term loss ``(1/D) sum_k c_k (x_k - w_k)^2`` with D = H*W*C."""
+    return (mask * (image - warped).square()).sum() / image[0].numel()
+
+
+def long_term_weights(masks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Ruder's long-term weights, nearest frame first: each pixel is constrained by the
+    closest past frame where it is reliable, ``c_j' = max(c_j - sum_{k<j} c_k, 0)``."""
+    out = []
+    covered = torch.zeros_like(masks[0])
+    for mask in masks:
+        out.append((mask - covered).clamp_min(0.0))
+        covered = covered + mask
+    return out
+
+
+@dataclass(frozen=True)
+class TemporalTerm:
+    """A weighted sum of temporal losses against warped past outputs (one or more)."""
+
+    warped: tuple[torch.Tensor, ...]
+    masks: tuple[torch.Tensor, ...]
+    weight: float
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        total = image.new_zeros(())
+        for w, m in zip(self.warped, self.masks):
+            total = total + temporal_loss(image, w, m)
+        return self.weight * total
+
+
+def lowpass(image: torch.Tensor, levels: int) -> torch.Tensor:
+    """The image's low-pass at ``levels`` halvings, upsampled back: (1,3,H,W) -> same."""
+    h, w = image.shape[-2:]
+    small = F.interpolate(image, size=(max(h >> levels, 1), max(w >> levels, 1)), mode="bilinear",
+                          align_corners=False, antialias=True)
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def warm_start(previous_output: torch.Tensor, backward_flow: torch.Tensor, mask: torch.Tensor,
+               content: torch.Tensor, fill: str, style_mean: torch.Tensor,
+               levels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial image of a warm frame and the warped previous output.
+
+    The previous output is warped into the current frame by the backward flow (current ->
+    previous); where the mask says unreliable (disoccluded, out of frame, motion boundary),
+    the init is blended towards ``fill``: the content's low-pass (``blur``), the content
+    itself (``content``) or the style's mean colour (``mean``), so the optimiser does not have
+    to repaint garbage. Returns (init, warped)."""
+    warped = warp(previous_output, backward_flow)
+    if fill == "blur":
+        filler = lowpass(content, levels)
+    elif fill == "content":
+        filler = content
+    else:
+        filler = style_mean.expand_as(content)
+    init = mask * warped + (1.0 - mask) * filler
+    return init, warped
