@@ -20,10 +20,11 @@ setup: $(STAMP)
 	$(PY) -m strotss_video weights
 
 demo: setup
-	$(PY) scripts/make_samples.py $(DEMO_DIR) > /dev/null
-	$(PY) -m strotss_video image $(DEMO_DIR)/content.png $(DEMO_DIR)/style.png \
-		$(DEMO_DIR)/stylized.png --preset preview --overwrite --stats $(DEMO_DIR)/stats.json
-	@echo "demo result: $(DEMO_DIR)/stylized.png (inputs and stats.json beside it)"
+	$(PY) scripts/make_samples.py $(DEMO_DIR) --frames 24 > /dev/null
+	$(PY) -m strotss_video $(DEMO_DIR)/clip.mp4 $(DEMO_DIR)/style.png $(DEMO_DIR)/stylized.mp4 \
+		--preset preview --max-size 192 --overwrite --preview-sheet $(DEMO_DIR)/sheet.png \
+		--stats $(DEMO_DIR)/stats.json
+	@echo "demo result: $(DEMO_DIR)/stylized.mp4 and its contact sheet $(DEMO_DIR)/sheet.png"
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,26 +1,32 @@
 #!/usr/bin/env python
-"""Generate the demo's sample inputs (no third-party data): a content scene and a style image.
+"""Generate the demo's sample inputs (no third-party data): a content scene, a style image
+and a short clip panning across the scene.
 
-    python scripts/make_samples.py OUT_DIR      -> OUT_DIR/content.png, OUT_DIR/style.png
+    python scripts/make_samples.py OUT_DIR [--frames N]
+        -> OUT_DIR/content.png, OUT_DIR/style.png, OUT_DIR/clip.mp4
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 
-def content_scene(h: int = 384, w: int = 512, seed: int = 0) -> np.ndarray:
+def content_scene(h: int = 384, w: int = 512, seed: int = 0, sun: bool = True) -> np.ndarray:
     """A simple landscape: sky gradient, sun, hills, a house and a tree. BGR uint8."""
     rng = np.random.default_rng(seed)
     y = np.linspace(0, 1, h)[:, None, None]
     sky = (1 - y) * np.array([235, 190, 120]) + y * np.array([250, 230, 200])
     img = np.broadcast_to(sky, (h, w, 3)).astype(np.float64).copy()
     img = img.astype(np.uint8)
-    cv2.circle(img, (int(w * 0.78), int(h * 0.2)), int(h * 0.09), (80, 200, 255), -1, cv2.LINE_AA)
+    if sun:
+        cv2.circle(img, (int(w * 0.78), int(h * 0.2)), int(h * 0.09), (80, 200, 255), -1,
+                   cv2.LINE_AA)
     xs = np.arange(w)
     for k, (base, amp, colour) in enumerate([(0.62, 0.08, (90, 150, 80)), (0.75, 0.05, (60, 120, 50))]):
         ridge = (h * (base + amp * np.sin(xs / w * (5 + 3 * k) + k))).astype(np.int32)
@@ -56,13 +62,35 @@ def style_strokes(size: int = 512, seed: int = 1) -> np.ndarray:
     return cv2.GaussianBlur(img, (3, 3), 0)
 
 
+def write_clip(path: Path, frames: int, size: tuple[int, int] = (320, 240), rate: int = 24) -> None:
+    """A camera pan across a wide version of the scene while the sun rises. H.264, no audio."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from strotss_video.io.video import VideoWriter
+
+    w, h = size
+    wide = content_scene(h, w * 2, seed=3, sun=False)
+    time_base = Fraction(1, rate * 512)
+    with VideoWriter(path, width=w, height=h, time_base=time_base, average_rate=Fraction(rate),
+                     crf=16, preset="fast") as writer:
+        for i in range(frames):
+            x0 = int(round(i * (w - 1) / max(frames - 1, 1)))
+            view = wide[:, x0:x0 + w].copy()
+            cv2.circle(view, (w - 60 - i, 70 - i), 22, (60, 190, 255), -1, cv2.LINE_AA)
+            writer.write(np.ascontiguousarray(view[..., ::-1]), i * 512)
+
+
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/samples")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", default="out/samples")
+    parser.add_argument("--frames", type=int, default=24)
+    args = parser.parse_args()
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out / "content.png"), content_scene())
     cv2.imwrite(str(out / "style.png"), style_strokes())
-    print(out / "content.png")
-    print(out / "style.png")
+    write_clip(out / "clip.mp4", args.frames)
+    for name in ("content.png", "style.png", "clip.mp4"):
+        print(out / name)
 
 
 if __name__ == "__main__":

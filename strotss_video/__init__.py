@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "stylize_image", "Config", "build_config"]
+__all__ = ["__version__", "stylize_image", "stylize_video", "Config", "build_config"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,6 +18,10 @@ def __getattr__(name: str) -> Any:
         from .pipeline.image import stylize_image
 
         return stylize_image
+    if name == "stylize_video":
+        from .pipeline.video import stylize_video
+
+        return stylize_video
     if name in ("Config", "build_config"):
         from . import config
 

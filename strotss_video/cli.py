@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from . import __version__
-from .config import available_presets, build_config, flag_overrides
+from .config import Config, available_presets, build_config, flag_overrides
 from .errors import StrotssError, UsageError
 
 PROG = "strotss-video"
@@ -43,6 +42,13 @@ def _non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be positive, got 0")
     return value
 
 
@@ -108,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="weight of the temporal consistency term (default 100)")
     tmp.add_argument("--warm-iters", type=_positive_int, metavar="N",
                      help="optimiser steps of each warm frame (default 40)")
+    tmp.add_argument("--warm-lr", type=_positive_float, metavar="LR",
+                     help="learning rate of warm frames (default 1e-3)")
     tmp.add_argument("--flow", choices=("dis", "raft"), help="optical flow method (default dis)")
     tmp.add_argument("--long-term", type=_frame_list, metavar="J,J,...",
                      help="also constrain by these past frames, e.g. 1,10,20")
@@ -143,7 +151,8 @@ def _frame_list(text: str) -> tuple[int, ...]:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The flat settings the user gave on the command line (None = not given)."""
     names = ("max_size", "scales", "iters", "content_weight", "output_points", "style_points",
-             "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "flow", "long_term",
+             "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "warm_lr", "flow",
+             "long_term",
              "crf", "codec", "encoder_preset", "audio", "output_size")
     settings = {n: getattr(args, n, None) for n in names}
     temporal = getattr(args, "temporal", None)
@@ -151,17 +160,24 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _run_video(args: argparse.Namespace) -> int:
-    from .pipeline.video import stylize_video
-
+def _resolve(args: argparse.Namespace, positionals: tuple[str, ...], usage: str) -> Config | None:
+    """The run's configuration, or None after ``--print-config`` printed it."""
     config = build_config(args.preset, args.config, flag_overrides(_settings(args)))
     if args.print_config:
         sys.stdout.write(config.to_yaml())
-        return 0
-    missing = [n for n in ("input", "style", "output") if getattr(args, n) is None]
+        return None
+    missing = [n for n in positionals if getattr(args, n) is None]
     if missing:
-        raise UsageError(f"missing {', '.join(m.upper() for m in missing)}; usage: {PROG} INPUT "
-                         "STYLE OUTPUT")
+        raise UsageError(f"missing {', '.join(m.upper() for m in missing)}; usage: {usage}")
+    return config
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from .pipeline.video import stylize_video
+
+    config = _resolve(args, ("input", "style", "output"), f"{PROG} INPUT STYLE OUTPUT")
+    if config is None:
+        return 0
     result = stylize_video(args.input, args.style, args.output, config=config, start=args.start,
                            end=args.end, overwrite=args.overwrite, progress=not args.quiet,
                            stats=args.stats, preview_sheet=args.preview_sheet)
@@ -175,14 +191,9 @@ def _run_video(args: argparse.Namespace) -> int:
 def _run_image(args: argparse.Namespace) -> int:
     from .pipeline.image import stylize_image
 
-    config = build_config(args.preset, args.config, flag_overrides(_settings(args)))
-    if args.print_config:
-        sys.stdout.write(config.to_yaml())
+    config = _resolve(args, ("content", "style", "output"), f"{PROG} image CONTENT STYLE OUTPUT")
+    if config is None:
         return 0
-    missing = [n for n in ("content", "style", "output") if getattr(args, n) is None]
-    if missing:
-        raise UsageError(f"missing {', '.join(m.upper() for m in missing)}; usage: {PROG} image "
-                         "CONTENT STYLE OUTPUT")
     result = stylize_image(args.content, args.style, args.output, config=config,
                            guide=tuple(args.guide) if args.guide else None,
                            overwrite=args.overwrite, progress=not args.quiet, stats=args.stats)

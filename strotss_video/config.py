@@ -109,6 +109,9 @@ class TemporalConfig:
     """Weight of the temporal term (mean squared difference to the warped previous output)."""
     warm_iters: int = 40
     """Optimiser steps of a warm frame, at the final scale only."""
+    warm_lr: float = 1e-3
+    """RMSprop learning rate of warm frames (RMSprop moves each pyramid value by about this
+    much per step, so few steps need a larger rate to repaint newly visible areas)."""
     flow: str = "dis"
     dis_preset: str = "medium"
     raft_weights: str | None = None
@@ -126,6 +129,7 @@ class TemporalConfig:
     def __post_init__(self) -> None:
         _non_negative("temporal.weight", self.weight)
         _positive("temporal.warm_iters", self.warm_iters)
+        _positive("temporal.warm_lr", self.warm_lr)
         _positive("temporal.early_stop_window", self.early_stop_window)
         _non_negative("temporal.early_stop_tol", self.early_stop_tol)
         for name, value, allowed in (("flow", self.flow, FLOW_METHODS),
@@ -273,6 +277,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "temporal": ("temporal", "enabled"),
     "temporal_weight": ("temporal", "weight"),
     "warm_iters": ("temporal", "warm_iters"),
+    "warm_lr": ("temporal", "warm_lr"),
     "flow": ("temporal", "flow"),
     "long_term": ("temporal", "long_term"),
     "crf": ("video", "crf"),

@@ -78,9 +78,11 @@ class VGGHypercolumns(nn.Module):
 def build_vgg_hypercolumns(state_dict: dict[str, torch.Tensor], device: torch.device | str = "cpu",
                            layers: Sequence[int] = STROTSS_LAYERS) -> VGGHypercolumns:
     """Build the extractor from a ``vgg16().features`` state dict (see ``features.weights``)."""
-    from torchvision.models import vgg16
+    from torchvision.models.vgg import cfgs, make_layers
 
-    features = vgg16(weights=None).features
+    # Only the convolutional part: building all of vgg16() would also initialise its
+    # 120M-parameter classifier, about a second of wasted work per load.
+    features = make_layers(cfgs["D"], batch_norm=False)
     features.load_state_dict(state_dict, strict=True)
     model = VGGHypercolumns(features, layers)
     return model.to(device=device, memory_format=torch.channels_last)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
+from ..files import atomic_write_bytes
 
 __all__ = [
     "ResolvedWeights",
@@ -459,18 +460,8 @@ def _atomic_torch_save(state: Mapping[str, torch.Tensor], target: Path) -> str:
     digest = hashlib.sha256(data).hexdigest()
     sidecar = target.with_name(target.name + CACHE_SHA_SUFFIX)
     for path, blob in ((target, data), (sidecar, f"{digest}  {target.name}\n".encode("ascii"))):
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            # mkstemp creates 0600; a cache is not secret and CI may share it between users.
-            os.chmod(tmp_name, 0o644)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(blob)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        # 0644: a cache is not secret and CI may share it between users.
+        atomic_write_bytes(path, blob, mode=0o644)
     return digest
 
 

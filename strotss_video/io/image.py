@@ -6,7 +6,6 @@ Reads any image OpenCV decodes — grey, RGBA, palette, 16-bit, CMYK — as floa
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, OutputError
+from ..files import atomic_write_bytes
 
 # OpenCV prints its own warnings (e.g. for a truncated PNG) to stderr; our errors say it better.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -57,20 +57,6 @@ def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     """(1,3,H,W) in [0,1] -> uint8 RGB (H,W,3)."""
     array = image.detach()[0].clamp(0, 1).mul(255).round().to(torch.uint8)
     return array.permute(1, 2, 0).cpu().numpy()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def encode_image(image: torch.Tensor, extension: str) -> bytes:

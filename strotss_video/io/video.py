@@ -590,7 +590,7 @@ class VideoWriter:
                           average_rate: Fraction | None) -> Any:
         try:
             stream = self._container.add_stream(codec, rate=average_rate or None)
-        except ValueError as exc:  # the container cannot hold this codec
+        except ValueError:  # the container cannot hold this codec
             other = "another --codec" if self.path.suffix.lower() == ".mkv" else (
                 ".mkv or another --codec")
             raise OutputError(f"{self.path.suffix} files cannot hold {codec} video; use "
@@ -899,6 +899,11 @@ def _check_pix_fmt(pix_fmt: str, width: int, height: int) -> Any:
         raise OutputError(f"{pix_fmt} needs a video size divisible by {step_w}x{step_h}, got "
                           f"{width}x{height}; resize to even dimensions")
     return fmt
+
+
+def check_encoder(codec: str, pix_fmt: str = "yuv420p") -> None:
+    """Refuse, before any work, an encoder this FFmpeg build lacks (OutputError, one line)."""
+    _check_codec(codec, pix_fmt)
 
 
 def _check_codec(codec: str, pix_fmt: str) -> None:

@@ -14,10 +14,11 @@ import torch
 from ..config import Config, apply_overrides, build_config, flag_overrides
 from ..errors import InputError
 from ..features.vgg import FeatureExtractor
-from ..io.image import WRITABLE_EXTENSIONS, atomic_write_bytes, read_image, write_image
+from ..files import atomic_write_bytes
+from ..io.image import WRITABLE_EXTENSIONS, read_image, write_image
 from ..stylize.guidance import Guidance, build_guidance
 from ..stylize.optimize import StyleBank, StylizeResult, stylize
-from .runtime import check_output_path, load_extractor, resolve_device
+from .runtime import check_output_path, extractor_for, resolve_device
 
 MIN_IMAGE_SIDE = 16
 """Smallest accepted image side: VGG's deepest layer read needs a few pixels to exist."""
@@ -101,11 +102,7 @@ def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLik
         guidance = build_guidance(content_mask, style_mask, config.strotss.min_region_pixels)
 
     device = resolve_device(config.runtime.device)
-    if extractor is None:
-        loaded = load_extractor(config.runtime, device, progress=progress)
-        extractor, weights_source = loaded.model, loaded.weights_source
-    else:
-        weights_source = "injected extractor"
+    extractor, weights_source = extractor_for(config.runtime, device, extractor, progress)
     torch.manual_seed(config.runtime.seed)
     bank = StyleBank(extractor, style_t.to(device), config.strotss, seed=config.runtime.seed,
                      guidance=guidance)

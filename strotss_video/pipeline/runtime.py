@@ -49,6 +49,15 @@ def load_extractor(runtime: RuntimeConfig, device: torch.device, progress: bool 
     return _EXTRACTORS[key]
 
 
+def extractor_for(runtime: RuntimeConfig, device: torch.device,
+                  injected: FeatureExtractor | None, progress: bool) -> tuple[FeatureExtractor, str]:
+    """The injected extractor (tests), else the VGG16 one; with the weights' source."""
+    if injected is not None:
+        return injected, "injected extractor"
+    loaded = load_extractor(runtime, device, progress=progress)
+    return loaded.model, loaded.weights_source
+
+
 def check_output_path(output: Path, inputs: list[Path], overwrite: bool,
                       extensions: tuple[str, ...], what: str = "output") -> None:
     """Refuse, before any work, an output that cannot or must not be written."""

@@ -25,13 +25,15 @@ from ..features.vgg import FeatureExtractor
 from ..flow import make_flow
 from ..flow.base import FlowEstimator
 from ..flow.consistency import reliability
-from ..io.image import atomic_write_bytes, write_contact_sheet
-from ..io.video import Frame, VideoInfo, VideoWriter, parse_time, probe, read_frames
+from ..files import atomic_write_bytes
+from ..io.image import write_contact_sheet
+from ..io.video import (Frame, VideoInfo, VideoWriter, check_encoder, parse_time, probe,
+                        read_frames)
 from ..stylize.optimize import EarlyStop, StyleBank, final_scale_plan, stylize
 from ..tensorops import resize, scaled_size
 from ..temporal.coherence import TemporalTerm, long_term_weights, warm_start
 from .image import ImageLike, _load
-from .runtime import check_output_path, load_extractor, resolve_device
+from .runtime import check_output_path, extractor_for, resolve_device
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov")
 SHEET_FRAMES = 6
@@ -137,7 +139,7 @@ class VideoStylizer:
         self.extractor = extractor
         self.flow = flow
         self.temporal = config.temporal
-        self.chain = _Chain(1 + max(config.temporal.long_term, default=1))
+        self.chain = _Chain(max((1, *config.temporal.long_term)))
 
     def reset(self) -> None:
         """Start a new chain (a new shot): the next frame is cold."""
@@ -178,7 +180,8 @@ class VideoStylizer:
             early = EarlyStop(self.temporal.early_stop_tol, self.temporal.early_stop_window) \
                 if self.temporal.early_stop_tol > 0 else None
             result = stylize(content, self.bank, self.extractor, cfg,
-                             plan=final_scale_plan(cfg, self.temporal.warm_iters), init=init,
+                             plan=final_scale_plan(cfg, self.temporal.warm_iters,
+                                                   self.temporal.warm_lr), init=init,
                              seed=seed, progress=False, pixel_loss=term, early_stop=early)
         output = result.image
         self.chain.push(content, output)
@@ -226,18 +229,19 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     first = _range_value(start, "start")
     last = _range_value(end, "end")
     info = probe(in_path)
-    if first is not None and last is not None and type(first) is type(last) and last <= first:
-        raise InputError(f"--end ({end}) must be after --start ({start})")
+    lower = first if first is not None else type(last)(0) if last is not None else None
+    if last is not None and type(lower) is type(last) and last <= lower:
+        raise InputError(f"--end ({end}) must be after --start ({start or 0}); nothing to stylise")
     style_t = _load(style, "style image")
-
+    if out_path is not None:
+        check_encoder(config.video.codec)
     ph, pw = processing_size(info.height, info.width, config.strotss.max_size)
+    # Opening the reader validates the range (e.g. a start past the end) before any work.
+    frames: Iterator[Frame] = read_frames(in_path, first, last, size=(ph, pw))
+
     config = replace(config, strotss=replace(config.strotss, max_size=max(ph, pw)))
     device = resolve_device(config.runtime.device)
-    if extractor is None:
-        loaded = load_extractor(config.runtime, device, progress=progress)
-        extractor, weights_source = loaded.model, loaded.weights_source
-    else:
-        weights_source = "injected extractor"
+    extractor, weights_source = extractor_for(config.runtime, device, extractor, progress)
     if flow is None and config.temporal.enabled:
         flow = make_flow(config.temporal.flow, preset=config.temporal.dis_preset, device=str(device),
                          raft_weights=config.temporal.raft_weights)
@@ -254,9 +258,8 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     sheet: list[tuple[np.ndarray, np.ndarray]] = []
     records: list[FrameRecord] = []
     writer: VideoWriter | None = None
-    bar = tqdm(total=expected, disable=not progress, unit="frame", desc="stylising")
+    bar: tqdm | None = None  # opened with the first frame, so early errors stay one line
     try:
-        frames: Iterator[Frame] = read_frames(in_path, first, last, size=(ph, pw))
         for n, frame in enumerate(frames):
             if writer is None and out_path is not None:
                 # A range starts at time 0 in the output; its audio is cut to match.
@@ -269,6 +272,8 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
                                      info.audio_streams else None,
                                      audio_window=window, pts_offset=offset)
                 writer.__enter__()
+            if bar is None:
+                bar = tqdm(total=expected, disable=not progress, unit="frame", desc="stylising")
             content = to_tensor(frame.image, device)
             output, record = stylizer.frame(content, frame.index)
             record = replace(record, pts=frame.pts)
@@ -292,7 +297,8 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
             writer.__exit__(type(exc), exc, exc.__traceback__)
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
     cold = [r.seconds for r in records if r.kind == "cold"]
     warm = [r.seconds for r in records if r.kind == "warm"]

@@ -49,10 +49,12 @@ def default_plan(cfg: StrotssConfig) -> list[ScaleStep]:
             for k, s in enumerate(sizes)]
 
 
-def final_scale_plan(cfg: StrotssConfig, iters: int) -> list[ScaleStep]:
-    """Warm-start schedule: the final scale only, ``iters`` steps, no content band."""
+def final_scale_plan(cfg: StrotssConfig, iters: int, lr: float | None = None) -> list[ScaleStep]:
+    """Warm-start schedule: the final scale only, ``iters`` steps (at ``lr``, default the
+    final scale's), no content band."""
     step = default_plan(cfg)[-1]
-    return [ScaleStep(step.long_side, iters, step.lr, step.alpha, add_content_band=False)]
+    return [ScaleStep(step.long_side, iters, step.lr if lr is None else lr, step.alpha,
+                      add_content_band=False)]
 
 
 def _seeded(seed: int, *salt: int) -> torch.Generator:
