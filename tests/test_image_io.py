@@ -262,3 +262,13 @@ def test_cli_converts_cmyk_jpeg_content_and_16bit_grey_style(tmp_path: Path) -> 
     written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert written is not None and written.shape == (48, 64, 3) and written.dtype == np.uint8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["content.jpg", "out.png", "style.png"]
+
+
+def test_written_files_follow_the_umask(tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (0600); the result must look like any new file."""
+    old = os.umask(0o022)
+    try:
+        write_image(tmp_path / "a.png", torch.zeros(1, 3, 4, 4))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644

@@ -117,3 +117,13 @@ def test_real_weights_64px_lowers_the_style_loss(content_png: Path, style_png: P
         assert scale["losses"]["total"] < scale["initial_losses"]["total"]
     assert result.stats["iterations"] == 80
     assert result.stats["vgg_seconds"] > 0 and result.stats["loss_seconds"] > 0
+
+
+def test_scales_too_small_for_vgg_are_refused_up_front() -> None:
+    from strotss_video.errors import ConfigError
+    from strotss_video.stylize.optimize import check_scale_sizes
+
+    plan = default_plan(StrotssConfig(max_size=64, scales=2))  # 32 then 64 px long side
+    check_scale_sizes(48, 64, plan)  # 24x32 at the first scale: fine
+    with pytest.raises(ConfigError, match="below the 16 px"):
+        check_scale_sizes(20, 64, plan)  # 10x32 at the first scale

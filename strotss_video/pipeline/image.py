@@ -17,7 +17,8 @@ from ..features.vgg import FeatureExtractor
 from ..files import atomic_write_bytes
 from ..io.image import WRITABLE_EXTENSIONS, read_image, write_image
 from ..stylize.guidance import Guidance, build_guidance
-from ..stylize.optimize import StyleBank, StylizeResult, stylize
+from ..stylize.optimize import (StyleBank, StylizeResult, check_scale_sizes, default_plan,
+                                stylize)
 from .runtime import check_output_path, extractor_for, resolve_device
 
 MIN_IMAGE_SIDE = 16
@@ -94,6 +95,7 @@ def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLik
                           what="stats file")
     content_t = _load(content, "content image")
     style_t = _load(style, "style image")
+    check_scale_sizes(content_t.shape[-2], content_t.shape[-1], default_plan(config.strotss))
     guidance: Guidance | None = None
     if guide is not None:
         content_mask, style_mask = (_load(guide[0], "content mask"), _load(guide[1], "style mask"))

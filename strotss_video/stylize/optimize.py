@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import StrotssConfig
+from ..errors import ConfigError
 from ..features.sampling import (candidate_grid, random_pixels, read_bilinear,
                                  read_bilinear_columns, read_nearest, subset)
 from ..features.vgg import FeatureExtractor
@@ -55,6 +56,16 @@ def final_scale_plan(cfg: StrotssConfig, iters: int, lr: float | None = None) ->
     step = default_plan(cfg)[-1]
     return [ScaleStep(step.long_side, iters, step.lr if lr is None else lr, step.alpha,
                       add_content_band=False)]
+
+
+def check_scale_sizes(height: int, width: int, plan: Sequence[ScaleStep]) -> None:
+    """Refuse a schedule whose smallest scale is too small for the extractor (ConfigError)."""
+    for step in plan:
+        h, w = scaled_size(height, width, step.long_side)
+        if min(h, w) < MIN_SCALE_SIDE:
+            raise ConfigError(f"the {step.long_side} px scale would be {w}x{h}, below the "
+                              f"{MIN_SCALE_SIDE} px VGG needs; use fewer --scales or a larger "
+                              "--max-size")
 
 
 def _seeded(seed: int, *salt: int) -> torch.Generator:
@@ -171,6 +182,9 @@ class _Clock:
             torch.cuda.synchronize()
 
 
+MIN_SCALE_SIDE = 16
+"""VGG16 halves the image four times before relu5_3; a side below 16 px vanishes."""
+
 PRECOMPUTE_SIMILARITY_MAX = 4096
 """Candidate count up to which the content's full similarity matrix (64 MiB) is precomputed."""
 
@@ -200,6 +214,7 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
     reference schedule. ``pixel_loss`` (last step only) is added to the STROTSS loss;
     ``early_stop`` applies to the last step. Returns the clamped result at the last step's size."""
     plan = list(plan) if plan is not None else default_plan(cfg)
+    check_scale_sizes(content.shape[-2], content.shape[-1], plan)
     device = content.device
     clock = _Clock(device)
     gen = _seeded(seed, 2)
