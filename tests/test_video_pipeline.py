@@ -231,6 +231,22 @@ def test_vfr_times_survive_exactly(media: Path, style: Path, tmp_path: Path) -> 
     assert [r.kind for r in result.frames] == ["cold"] + ["warm"] * 4
 
 
+def test_vfr_odd_sized_clip_with_audio_keeps_times_rate_and_audio(media: Path, style: Path,
+                                                                  tmp_path: Path) -> None:
+    """All three at once: variable frame rate, odd source sides and an audio track."""
+    clip = make_clip(media / "vfr_odd_audio.mp4", frames=7, size=(67, 49), vfr=True, audio=True)
+    out = tmp_path / "out.mp4"
+    run(clip.path, out, style)
+    frames = decoded(out)
+    assert len(frames) == 7
+    assert [f.pts for f in frames] == clip.pts
+    assert [f.time for f in frames] == clip.times
+    assert probe(out).average_rate == probe(clip.path).average_rate
+    a_in, a_out = audio_packets(clip.path), audio_packets(out)
+    assert len(a_in) > 3
+    assert [(p.pts, p.duration, p.data) for p in a_out] == [(p.pts, p.duration, p.data) for p in a_in]
+
+
 def test_temporal_off_makes_every_frame_cold(cfr6: Clip, style: Path, tmp_path: Path) -> None:
     result = run(cfr6.path, tmp_path / "off.mp4", style, temporal=False)
     assert [r.kind for r in result.frames] == ["cold"] * 6

@@ -220,6 +220,7 @@ class Frame:
     pts: int
     time_base: Fraction
     image: np.ndarray = field(repr=False)  # uint8 RGB (H, W, 3), upright, C-contiguous
+    duration: int | None = None  # in time_base units, when the stream says (VFR last frames)
 
     @property
     def time(self) -> Fraction:
@@ -397,7 +398,8 @@ def _iter_frames(info: VideoInfo, stream_duration: Fraction | None,
                 break
             if start is None or (index >= start if isinstance(start, int) else t >= start):
                 yield Frame(index=index, pts=pts, time_base=tb,
-                            image=_to_rgb(reformatter, frame, rf_w, rf_h, rotation))
+                            image=_to_rgb(reformatter, frame, rf_w, rf_h, rotation),
+                            duration=int(frame.duration) if frame.duration else None)
                 yielded += 1
             index += 1
         if not stopped_early:
@@ -732,8 +734,11 @@ class VideoWriter:
 
     # ----------------------------------------------------------------- writing
 
-    def write(self, image: np.ndarray, pts: int) -> None:
-        """Queue one uint8 RGB (H, W, 3) frame at source ``pts`` (strictly increasing)."""
+    def write(self, image: np.ndarray, pts: int, duration: int | None = None) -> None:
+        """Queue one uint8 RGB (H, W, 3) frame at source ``pts`` (strictly increasing).
+
+        ``duration`` (time-base units), when the source knows it, is used for the last frame;
+        otherwise the last frame lasts as long as the gap before it."""
         if self._closed:
             raise ValueError("write() on a closed VideoWriter")
         if isinstance(pts, bool) or not isinstance(pts, (int, np.integer)):
@@ -753,6 +758,7 @@ class VideoWriter:
             self._encode(prev, prev_pts, pts - prev_pts)
         self._pending = (frame, pts)
         self._last_pts = pts
+        self._given_duration = int(duration) if duration else None
 
     def _to_frame(self, image: np.ndarray) -> Any:
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
@@ -845,7 +851,9 @@ class VideoWriter:
                 self._audio_in = None
 
     def _last_duration(self) -> int:
-        """Duration of the final frame: the previous gap, else one nominal frame."""
+        """Duration of the final frame: as given, else the previous gap, else one frame."""
+        if getattr(self, "_given_duration", None):
+            return self._given_duration  # type: ignore[return-value]
         if self._last_gap is not None:
             return self._last_gap
         rate = self._stream.codec_context.framerate

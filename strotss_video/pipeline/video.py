@@ -282,7 +282,7 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
             records.append(record)
             out_image = to_uint8(resize(output, (oh, ow)) if (oh, ow) != (ph, pw) else output)
             if writer is not None:
-                writer.write(out_image, frame.pts)
+                writer.write(out_image, frame.pts, frame.duration)
             if n in sheet_at:
                 sheet.append((frame.image, to_uint8(output)))
             bar.set_postfix(kind=record.kind, loss=f"{record.losses.get('total', 0):.3f}",
