@@ -285,8 +285,10 @@ class _FrameClock:
         rate = info.average_rate
         self.nominal = max(1, round(1 / (rate * info.time_base))) if rate else 1
         self.repaired = 0
+        self.last_duration: int | None = None  # the last frame's own duration, if stored
 
     def __call__(self, frame: Any) -> int:
+        self.last_duration = int(frame.duration) if frame.duration else None
         pts = frame.pts if frame.pts is not None else frame.dts
         if pts is None or (self.last is not None and pts <= self.last):
             # PyAV does not expose best_effort_timestamp; missing or non-increasing stamps are
@@ -299,7 +301,9 @@ class _FrameClock:
         return int(pts)
 
     def end_of_last(self) -> int | None:
-        return None if self.last is None else self.last + (self.delta or self.nominal)
+        if self.last is None:
+            return None
+        return self.last + (self.last_duration or self.delta or self.nominal)
 
 
 class _Ledger:

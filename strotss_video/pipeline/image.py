@@ -17,8 +17,8 @@ from ..features.vgg import FeatureExtractor
 from ..files import atomic_write_bytes
 from ..io.image import WRITABLE_EXTENSIONS, read_image, write_image
 from ..stylize.guidance import Guidance, build_guidance
-from ..stylize.optimize import (StyleBank, StylizeResult, check_scale_sizes, default_plan,
-                                stylize)
+from ..stylize.optimize import (MIN_SCALE_SIDE, StyleBank, StylizeResult, check_scale_sizes,
+                                default_plan, stylize)
 from .runtime import check_output_path, extractor_for, resolve_device
 
 MIN_IMAGE_SIDE = 16
@@ -95,7 +95,8 @@ def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLik
                           what="stats file")
     content_t = _load(content, "content image")
     style_t = _load(style, "style image")
-    check_scale_sizes(content_t.shape[-2], content_t.shape[-1], default_plan(config.strotss))
+    check_scale_sizes(content_t.shape[-2], content_t.shape[-1], default_plan(config.strotss),
+                      max(extractor.strides) if extractor is not None else MIN_SCALE_SIDE)
     guidance: Guidance | None = None
     if guide is not None:
         content_mask, style_mask = (_load(guide[0], "content mask"), _load(guide[1], "style mask"))

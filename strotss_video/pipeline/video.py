@@ -29,8 +29,8 @@ from ..files import atomic_write_bytes
 from ..io.image import write_contact_sheet
 from ..io.video import (Frame, VideoInfo, VideoWriter, check_encoder, parse_time, probe,
                         read_frames)
-from ..stylize.optimize import (EarlyStop, StyleBank, check_scale_sizes, default_plan,
-                                final_scale_plan, stylize)
+from ..stylize.optimize import (MIN_SCALE_SIDE, EarlyStop, StyleBank, check_scale_sizes,
+                                default_plan, final_scale_plan, stylize)
 from ..tensorops import resize, scaled_size
 from ..temporal.coherence import TemporalTerm, long_term_weights, warm_start
 from .image import ImageLike, _load
@@ -241,7 +241,8 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     frames: Iterator[Frame] = read_frames(in_path, first, last, size=(ph, pw))
 
     config = replace(config, strotss=replace(config.strotss, max_size=max(ph, pw)))
-    check_scale_sizes(ph, pw, default_plan(config.strotss))
+    check_scale_sizes(ph, pw, default_plan(config.strotss),
+                      max(extractor.strides) if extractor is not None else MIN_SCALE_SIDE)
     device = resolve_device(config.runtime.device)
     extractor, weights_source = extractor_for(config.runtime, device, extractor, progress)
     if flow is None and config.temporal.enabled:

@@ -58,13 +58,19 @@ def final_scale_plan(cfg: StrotssConfig, iters: int, lr: float | None = None) ->
                       add_content_band=False)]
 
 
-def check_scale_sizes(height: int, width: int, plan: Sequence[ScaleStep]) -> None:
-    """Refuse a schedule whose smallest scale is too small for the extractor (ConfigError)."""
+MIN_SCALE_SIDE = 16
+"""VGG16 halves the image four times before relu5_3 (coarsest stride 16): a smaller side vanishes."""
+
+def check_scale_sizes(height: int, width: int, plan: Sequence[ScaleStep],
+                      min_side: int = MIN_SCALE_SIDE) -> None:
+    """Refuse a schedule whose smallest scale is too small for the extractor (ConfigError).
+
+    ``min_side`` is the extractor's coarsest stride (16 for VGG16 up to relu5_3)."""
     for step in plan:
         h, w = scaled_size(height, width, step.long_side)
-        if min(h, w) < MIN_SCALE_SIDE:
+        if min(h, w) < min_side:
             raise ConfigError(f"the {step.long_side} px scale would be {w}x{h}, below the "
-                              f"{MIN_SCALE_SIDE} px VGG needs; use fewer --scales or a larger "
+                              f"{min_side} px VGG needs; use fewer --scales or a larger "
                               "--max-size")
 
 
@@ -182,9 +188,6 @@ class _Clock:
             torch.cuda.synchronize()
 
 
-MIN_SCALE_SIDE = 16
-"""VGG16 halves the image four times before relu5_3; a side below 16 px vanishes."""
-
 PRECOMPUTE_SIMILARITY_MAX = 4096
 """Candidate count up to which the content's full similarity matrix (64 MiB) is precomputed."""
 
@@ -214,7 +217,7 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
     reference schedule. ``pixel_loss`` (last step only) is added to the STROTSS loss;
     ``early_stop`` applies to the last step. Returns the clamped result at the last step's size."""
     plan = list(plan) if plan is not None else default_plan(cfg)
-    check_scale_sizes(content.shape[-2], content.shape[-1], plan)
+    check_scale_sizes(content.shape[-2], content.shape[-1], plan, max(extractor.strides))
     device = content.device
     clock = _Clock(device)
     gen = _seeded(seed, 2)
