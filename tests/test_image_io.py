@@ -7,8 +7,6 @@ atomic."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clitools import run_cli
 from conftest import pattern_image, save_rgb
 from strotss_video.errors import InputError, OutputError
 from strotss_video.io import image as image_io
@@ -250,13 +249,8 @@ def test_cli_converts_cmyk_jpeg_content_and_16bit_grey_style(tmp_path: Path) -> 
     assert cv2.imwrite(str(style), style16)
     out = tmp_path / "out.png"
 
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.pop("STROTSS_VGG_WEIGHTS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "strotss_video", "image", str(content), str(style), str(out),
-         "--preset", "test", "--iters", "1", "--scales", "1", "--quiet"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli("image", content, style, out, "--preset", "test", "--iters", "1", "--scales", "1",
+                   "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import pytest
 import torch
 
 import strotss_video.pipeline.video as video_module
+from clitools import assert_one_line_error, run_cli, snapshot
 from conftest import TinyExtractor, pattern_image, save_rgb
 from media import Clip, PacketInfo, demux_summary, make_audio_only, make_clip, make_jpeg
 from strotss_video.io.video import VideoReadWarning, probe, read_frames
@@ -381,36 +381,7 @@ def test_long_term_chain_is_bounded_and_extra_term_is_used(
 
 # --------------------------------------------------------------------------- the real CLI
 
-PREFIX = "strotss-video: error:"
 FAST = ["--preset", "test", "--iters", "1", "--scales", "1", "--warm-iters", "1", "--quiet"]
-
-
-def run_cli(*args: str | os.PathLike[str], cwd: Path, extra_env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python -m strotss_video ARGS`` in a fresh interpreter, importing this checkout."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.pop("STROTSS_VGG_WEIGHTS", None)
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    env["OMP_NUM_THREADS"] = "1"  # the cases run side by side; one thread each is faster
-    env.update(extra_env or {})
-    return subprocess.run([sys.executable, "-m", "strotss_video", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
-            for p in sorted(root.rglob("*"))}
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
-    err = proc.stderr
-    assert proc.returncode == code, f"exit {proc.returncode}, want {code}; stderr={err!r}"
-    assert "Traceback" not in err, err
-    lines = err.splitlines()
-    assert len(lines) == 1, f"want one stderr line, got {len(lines)}: {err!r}"
-    assert lines[0].startswith(PREFIX) and err.endswith("\n"), err
-    return lines[0]
 
 
 class Case:
@@ -421,7 +392,7 @@ class Case:
         self.clip = make_clip(tmp / "clip.mp4", frames=12, size=(W, H)).path
         self.style = save_rgb(tmp / "style.png", pattern_image(64, 64, seed=2))
         self.out = tmp / "out.mp4"
-        self.env: dict[str, str] = {}
+        self.env: dict[str, str] = {"OMP_NUM_THREADS": "1"}  # cases run side by side
 
     def video(self, *extra: str | os.PathLike[str], input: Path | None = None,
               out: Path | None = None) -> list[str | os.PathLike[str]]:
