@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="optimiser steps of each warm frame (default 40)")
     tmp.add_argument("--warm-lr", type=_positive_float, metavar="LR",
                      help="learning rate of warm frames (default 1e-3)")
+    tmp.add_argument("--fill", choices=("blur", "texture", "content", "mean"),
+                     help="start of newly visible areas (default blur; see docs/tuning.md)")
     tmp.add_argument("--flow", choices=("dis", "raft"), help="optical flow method (default dis)")
     tmp.add_argument("--long-term", type=_frame_list, metavar="J,J,...",
                      help="also constrain by these past frames, e.g. 1,10,20")
@@ -151,7 +153,7 @@ def _frame_list(text: str) -> tuple[int, ...]:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The flat settings the user gave on the command line (None = not given)."""
     names = ("max_size", "scales", "iters", "content_weight", "output_points", "style_points",
-             "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "warm_lr", "flow",
+             "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "warm_lr", "fill", "flow",
              "long_term",
              "crf", "codec", "encoder_preset", "audio", "output_size")
     settings = {n: getattr(args, n, None) for n in names}

@@ -95,7 +95,7 @@ class RuntimeConfig:
 
 FLOW_METHODS = ("dis", "raft")
 DIS_PRESETS = ("ultrafast", "fast", "medium")
-FILL_MODES = ("blur", "content", "mean")
+FILL_MODES = ("blur", "texture", "content", "mean")
 MASK_SMOOTHING = ("gaussian", "erode", "none")
 
 
@@ -278,6 +278,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "temporal_weight": ("temporal", "weight"),
     "warm_iters": ("temporal", "warm_iters"),
     "warm_lr": ("temporal", "warm_lr"),
+    "fill": ("temporal", "fill"),
     "flow": ("temporal", "flow"),
     "long_term": ("temporal", "long_term"),
     "crf": ("video", "crf"),

@@ -135,7 +135,7 @@ def test_long_term_weights_soft_hand_computed() -> None:
 # --------------------------------------------------------------------------- warm_start
 
 
-@pytest.mark.parametrize("fill", ["blur", "content", "mean"])
+@pytest.mark.parametrize("fill", ["blur", "texture", "content", "mean"])
 def test_warm_start_uses_warped_output_where_reliable_and_fill_elsewhere(fill: str) -> None:
     h, w = 24, 32
     previous = rand(1, 3, h, w, seed=30)
@@ -147,13 +147,17 @@ def test_warm_start_uses_warped_output_where_reliable_and_fill_elsewhere(fill: s
     assert init.shape == warped.shape == (1, 3, h, w)
     assert torch.equal(warped, warp(previous, flow))
     filler = {"blur": lowpass(content, 3), "content": content,
+              "texture": lowpass(content, 3) + previous - lowpass(previous, 3),
               "mean": style_mean.expand(1, 3, h, w)}[fill]
     on = mask.bool().expand_as(init)
     assert torch.equal(init[on], warped[on])
-    assert torch.equal(init[~on], filler[~on])
+    assert torch.allclose(init[~on], filler[~on], atol=1e-6)
     if fill == "blur":  # a real low-pass, not the content itself
         assert (filler - content).abs().max() > 0.1
         assert filler.var() < content.var()
+    if fill == "texture":  # the previous output's fine detail, at the same place, not warped
+        detail = previous - lowpass(previous, 3)
+        assert torch.allclose((init - lowpass(content, 3))[~on], detail[~on], atol=1e-6)
 
 
 def test_warm_start_integer_translation_matches_shifted_previous_output() -> None:

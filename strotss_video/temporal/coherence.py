@@ -58,12 +58,17 @@ def warm_start(previous_output: torch.Tensor, backward_flow: torch.Tensor, mask:
 
     The previous output is warped into the current frame by the backward flow (current ->
     previous); where the mask says unreliable (disoccluded, out of frame, motion boundary),
-    the init is blended towards ``fill``: the content's low-pass (``blur``), the content
-    itself (``content``) or the style's mean colour (``mean``), so the optimiser does not have
-    to repaint garbage. Returns (init, warped)."""
+    the init is blended towards ``fill``: the content's low-pass (``blur``), that plus the
+    previous output's high-pass at the same place (``texture``), the content itself
+    (``content``) or the style's mean colour (``mean``), so the optimiser does not have to
+    repaint garbage. Returns (init, warped)."""
     warped = warp(previous_output, backward_flow)
     if fill == "blur":
         filler = lowpass(content, levels)
+    elif fill == "texture":
+        # Content colours, with the brush texture found at the same place in the previous
+        # output, so newly visible areas start stylised instead of flat.
+        filler = lowpass(content, levels) + previous_output - lowpass(previous_output, levels)
     elif fill == "content":
         filler = content
     else:
