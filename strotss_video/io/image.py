@@ -14,6 +14,7 @@ import torch
 
 from ..errors import InputError, OutputError
 from ..files import atomic_write_bytes
+from .paths import existing_file
 
 # OpenCV prints its own warnings (e.g. for a truncated PNG) to stderr; our errors say it better.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -31,11 +32,7 @@ def _to_unit_float(array: np.ndarray) -> np.ndarray:
 
 def read_image(path: str | os.PathLike[str], what: str = "image") -> torch.Tensor:
     """Decode ``path`` -> float32 RGB (1,3,H,W) in [0,1]; ``what`` names it in errors."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{what} {p} does not exist; check the path")
-    if p.is_dir():
-        raise InputError(f"{what} {p} is a directory; pass an image file")
+    p = existing_file(path, what, "an image file")
     try:
         buffer = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:

@@ -28,6 +28,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from ..errors import InputError, OutputError
+from .paths import existing_file
 
 __all__ = [
     "CONTAINER_FORMATS",
@@ -79,11 +80,7 @@ class VideoInfo:
 
 
 def _check_input_path(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"video {p} does not exist; check the path")
-    if p.is_dir():
-        raise InputError(f"video {p} is a directory; pass a video file")
+    p = existing_file(path, "video", "a video file")
     try:
         size = p.stat().st_size
     except OSError as exc:
