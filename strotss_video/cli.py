@@ -6,16 +6,19 @@ errors, 1 for failures); ``--debug`` shows the traceback instead."""
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
+import threading
 import traceback
 from typing import Any, NoReturn, Sequence
 
 from . import __version__
 from .config import Config, available_presets, build_config, flag_overrides
-from .errors import StrotssError, UsageError
+from .errors import Interrupted, StrotssError, UsageError
 
 PROG = "strotss-video"
-COMMANDS = ("video", "image", "weights")
+COMMANDS = ("video", "image", "shots", "batch", "weights")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +84,41 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     r.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
+def _add_shot_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("shots")
+    g.add_argument("--shots", metavar="auto|none|FILE",
+                   help="where the temporal chain restarts: auto (detect cuts, default), none, or "
+                        "a file of cut points (frame indices or timecodes, or a PySceneDetect CSV)")
+    g.add_argument("--shot-detector", choices=("adaptive", "content"),
+                   help="PySceneDetect detector (default adaptive)")
+    g.add_argument("--adaptive-threshold", type=_positive_float, metavar="T",
+                   help="AdaptiveDetector threshold (default 3.0)")
+    g.add_argument("--content-threshold", type=_positive_float, metavar="T",
+                   help="ContentDetector threshold (default 27)")
+    g.add_argument("--min-shot-frames", type=_positive_int, metavar="N",
+                   help="shortest shot the detector reports (default 15)")
+
+
+def _add_work_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("work directory and parallelism")
+    g.add_argument("--work-dir", metavar="DIR",
+                   help="root of the work directories holding finished frames (default: "
+                        "~/.cache/strotss-video/work); an interrupted run resumes from it")
+    g.add_argument("--fresh", action="store_true",
+                   help="discard finished frames of an earlier run of the same job")
+    g.add_argument("--keep-work", action="store_true",
+                   help="keep the work directory after success (default: remove its frames)")
+    g.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="shots stylised in parallel (local processes; default 1)")
+    g.add_argument("--executor", choices=("local", "ray"),
+                   help="local processes (default) or a Ray cluster (pip install "
+                        "'strotss-video[ray]')")
+    g.add_argument("--address", metavar="ADDR",
+                   help="Ray cluster address for --executor ray (default auto: the local one)")
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads per shot task (default: cores / workers)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="STROTSS style transfer for images and video.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -121,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     tmp.add_argument("--flow", choices=("dis", "raft"), help="optical flow method (default dis)")
     tmp.add_argument("--long-term", type=_frame_list, metavar="J,J,...",
                      help="also constrain by these past frames, e.g. 1,10,20")
+    tmp.add_argument("--reliable-floor", type=_non_negative_float, metavar="F",
+                     help="restart the chain when less than this fraction of the flow is "
+                          "reliable (default 0.25; 0 = never)")
+    _add_shot_options(vid)
+    _add_work_options(vid)
     enc = vid.add_argument_group("encoding")
     enc.add_argument("--codec", help="video codec (default libx264)")
     enc.add_argument("--crf", type=int, metavar="Q", help="constant rate factor (default 18)")
@@ -130,6 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--output-size", choices=("processing", "source"),
                      help="processing: the stylised size (default); source: the input's size")
     _add_common(vid)
+
+    sh = sub.add_parser("shots", help="list the shots of a video",
+                        description="Detect the shots of INPUT and print them as a table "
+                                    "(or JSON); end frames are exclusive, times in seconds.")
+    sh.add_argument("input", nargs="?", metavar="INPUT", help="input video")
+    sh.add_argument("--json", action="store_true", help="print {\"shots\": [...]} as JSON")
+    sh.add_argument("--start", metavar="T", help="first frame (as for the video command)")
+    sh.add_argument("--end", metavar="T", help="end, exclusive")
+    _add_shot_options(sh)
+    sh.add_argument("--quiet", action="store_true", help="no progress bar")
+    sh.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+    bat = sub.add_parser("batch", help="run the jobs of a YAML manifest, shot by shot",
+                         description="Stylise every job of MANIFEST.yaml (see README: Batch). "
+                                     "Re-running skips finished jobs and shots.")
+    bat.add_argument("manifest", nargs="?", metavar="MANIFEST.yaml", help="the manifest")
+    bat.add_argument("--preset", help="preset applied to every job before its options")
+    bat.add_argument("--config", metavar="FILE.yaml", help="YAML config for every job")
+    bat.add_argument("--stats", metavar="FILE.json", help="write a summary as JSON")
+    bat.add_argument("--overwrite", action="store_true",
+                     help="replace outputs that this manifest's runs did not write")
+    bat.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    bat.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_work_options(bat)
 
     wts = sub.add_parser("weights", help="resolve and cache the VGG16 weights, print the source")
     wts.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
@@ -154,11 +221,13 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The flat settings the user gave on the command line (None = not given)."""
     names = ("max_size", "scales", "iters", "content_weight", "output_points", "style_points",
              "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "warm_lr", "fill", "flow",
-             "long_term",
-             "crf", "codec", "encoder_preset", "audio", "output_size")
+             "long_term", "crf", "codec", "encoder_preset", "audio", "output_size",
+             "shot_detector", "adaptive_threshold", "content_threshold", "min_shot_frames",
+             "reliable_floor", "threads")
     settings = {n: getattr(args, n, None) for n in names}
     temporal = getattr(args, "temporal", None)
     settings["temporal"] = None if temporal is None else temporal == "on"
+    settings["shots"] = getattr(args, "shots", None)
     return settings
 
 
@@ -182,11 +251,51 @@ def _run_video(args: argparse.Namespace) -> int:
         return 0
     result = stylize_video(args.input, args.style, args.output, config=config, start=args.start,
                            end=args.end, overwrite=args.overwrite, progress=not args.quiet,
-                           stats=args.stats, preview_sheet=args.preview_sheet)
+                           stats=args.stats, preview_sheet=args.preview_sheet,
+                           work_dir=args.work_dir, fresh=args.fresh, keep_work=args.keep_work,
+                           workers=args.workers or 1, executor=args.executor or "local",
+                           address=args.address)
     if not args.quiet:
         s = result.stats["summary"]
         print(f"wrote {args.output} ({s['frames']} frames, {s['output_size'][0]}x"
               f"{s['output_size'][1]}) in {s['seconds']:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _run_shots(args: argparse.Namespace) -> int:
+    import json
+
+    from .io.timeline import scan_timeline
+    from .pipeline.job import parse_bound
+    from .shots import find_shots, format_shot_table
+
+    if args.input is None:
+        raise UsageError(f"missing INPUT; usage: {PROG} shots INPUT [--json]")
+    config = build_config(None, None, flag_overrides(_settings(args)))
+    timeline = scan_timeline(args.input, parse_bound(args.start, "start"),
+                             parse_bound(args.end, "end"))
+    shots = find_shots(args.input, config.shots, timeline, progress=not args.quiet)
+    if args.json:
+        print(json.dumps({"shots": [s.to_dict() for s in shots]}, indent=2))
+    else:
+        print(format_shot_table(shots))
+    return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from .pipeline.batch import run_batch
+
+    if args.manifest is None:
+        raise UsageError(f"missing MANIFEST; usage: {PROG} batch MANIFEST.yaml")
+    result = run_batch(args.manifest, workers=args.workers or 1,
+                       executor=args.executor or "local", address=args.address,
+                       work_dir=args.work_dir, fresh=args.fresh, keep_work=args.keep_work,
+                       overwrite=args.overwrite, progress=not args.quiet, preset=args.preset,
+                       config_file=args.config, stats=args.stats)
+    if not args.quiet:
+        print(f"{len(result.finished_jobs)} job(s) written, {len(result.skipped_jobs)} already "
+              f"done; {result.computed_frames} frames stylised in {result.seconds:.1f} s",
+              file=sys.stderr)
     return 0
 
 
@@ -223,7 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `strotss-video in.mp4 style.jpg out.mp4` is the video command.
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "video")
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
+
     try:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
@@ -233,7 +347,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_image(args)
         if args.command == "video":
             return _run_video(args)
+        if args.command == "shots":
+            return _run_shots(args)
+        if args.command == "batch":
+            return _run_batch(args)
         return _run_weights(args)
+    except Interrupted as exc:
+        again = shlex.join([PROG, *argv[1:]] if argv and argv[0] == "video" else [PROG, *argv])
+        print(f"{PROG}: {exc}; to resume, run: {again}", file=sys.stderr)
+        return exc.exit_code
     except StrotssError as exc:
         if debug:
             traceback.print_exc()

@@ -86,8 +86,13 @@ class RuntimeConfig:
     seed: int = 0
     vgg_weights: str | None = None
     """Explicit VGG16 state-dict file; else the resolver's sources in order."""
+    threads: int = 0
+    """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
+    reductions sum in an order that depends on the thread count, so bit-identical frames across
+    runs need the same value here."""
 
     def __post_init__(self) -> None:
+        _non_negative("runtime.threads", self.threads)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"runtime.device must be auto, cpu or cuda (got {self.device!r})")
         _non_negative("runtime.seed", self.seed)
@@ -162,12 +167,47 @@ class VideoConfig:
             raise ConfigError("video.codec must not be empty")
 
 
+SHOT_DETECTORS = ("adaptive", "content")
+
+
+@dataclass(frozen=True)
+class ShotsConfig:
+    """Where the temporal chain restarts: detected or listed cuts, and collapsed flow."""
+
+    mode: str = "auto"
+    """auto: detect cuts (PySceneDetect); none: one shot; anything else: a cuts file's path."""
+    detector: str = "adaptive"
+    """adaptive (AdaptiveDetector) or content (ContentDetector)."""
+    adaptive_threshold: float = 3.0
+    """AdaptiveDetector's adaptive_threshold (ratio of a frame's change to its neighbours')."""
+    content_threshold: float = 27.0
+    """ContentDetector's threshold (mean HSV change, 0-255)."""
+    min_shot_frames: int = 15
+    """Shortest shot the detector reports, in frames."""
+    reliable_floor: float = 0.25
+    """Restart the chain (cold frame) when the flow mask's reliable fraction is below this
+    (a missed cut or a whip-pan); 0 = never."""
+
+    def __post_init__(self) -> None:
+        if not self.mode:
+            raise ConfigError("shots.mode must be auto, none or a cuts file")
+        if self.detector not in SHOT_DETECTORS:
+            raise ConfigError(f"shots.detector must be one of {', '.join(SHOT_DETECTORS)} "
+                              f"(got {self.detector!r})")
+        _positive("shots.adaptive_threshold", self.adaptive_threshold)
+        _positive("shots.content_threshold", self.content_threshold)
+        _positive("shots.min_shot_frames", self.min_shot_frames)
+        if not 0 <= self.reliable_floor < 1:
+            raise ConfigError(f"shots.reliable_floor must be in [0, 1) (got {self.reliable_floor})")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a run needs."""
 
     strotss: StrotssConfig = field(default_factory=StrotssConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    shots: ShotsConfig = field(default_factory=ShotsConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
@@ -179,7 +219,8 @@ class Config:
 
 
 _SECTION_TYPES: dict[str, type] = {"strotss": StrotssConfig, "temporal": TemporalConfig,
-                                   "video": VideoConfig, "runtime": RuntimeConfig}
+                                   "shots": ShotsConfig, "video": VideoConfig,
+                                   "runtime": RuntimeConfig}
 
 
 def _coerce(section: str, name: str, value: Any, default: Any) -> Any:
@@ -281,6 +322,12 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "fill": ("temporal", "fill"),
     "flow": ("temporal", "flow"),
     "long_term": ("temporal", "long_term"),
+    "shots": ("shots", "mode"),
+    "shot_detector": ("shots", "detector"),
+    "adaptive_threshold": ("shots", "adaptive_threshold"),
+    "content_threshold": ("shots", "content_threshold"),
+    "min_shot_frames": ("shots", "min_shot_frames"),
+    "reliable_floor": ("shots", "reliable_floor"),
     "crf": ("video", "crf"),
     "codec": ("video", "codec"),
     "encoder_preset": ("video", "encoder_preset"),
@@ -289,6 +336,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "device": ("runtime", "device"),
     "seed": ("runtime", "seed"),
     "vgg_weights": ("runtime", "vgg_weights"),
+    "threads": ("runtime", "threads"),
 }
 
 

@@ -30,3 +30,13 @@ class OutputError(UsageError):
 
 class WeightsError(StrotssError):
     """The VGG16 weights could not be resolved from any source."""
+
+
+class Interrupted(StrotssError):
+    """Ctrl-C or SIGTERM during a run; finished work is kept. Exit code 130."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, work_dir: str | None = None) -> None:
+        super().__init__(message)
+        self.work_dir = work_dir

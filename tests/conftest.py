@@ -75,3 +75,11 @@ def content_png(tmp_path: Path) -> Path:
 @pytest.fixture
 def style_png(tmp_path: Path) -> Path:
     return save_rgb(tmp_path / "style.png", pattern_image(64, 64, seed=2))
+
+
+@pytest.fixture(autouse=True)
+def _work_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Work directories of every test (and of CLI subprocesses) under a temporary root."""
+    root = tmp_path_factory.mktemp("work")
+    monkeypatch.setenv("STROTSS_WORK_DIR", str(root))
+    return root

@@ -49,9 +49,10 @@ class Clip:
     time_base: Fraction  # stored video time base
     rotation: int  # clockwise degrees a player applies (what probe() should report)
     shift: tuple[int, int]  # per-frame translation (dx, dy) of the content, display pixels
-    cut: int | None  # index of the first frame after a shot cut (pattern="cut")
+    cut: int | None  # index of the first frame after a shot cut (pattern="cut"; else cuts[0])
     audio_codec: str | None
     rate: Fraction  # nominal rate (CFR rate, or the fast rate of a VFR clip)
+    cuts: tuple[int, ...] = ()  # every frame index that starts a new shot (a new canvas)
 
     @property
     def times(self) -> list[Fraction]:
@@ -64,7 +65,7 @@ class Clip:
 
     def offset(self, i: int) -> tuple[int, int]:
         """Total content translation (x, y) of frame ``i`` relative to frame 0 (within a shot)."""
-        k = i - self.cut if self.cut is not None and i >= self.cut else i
+        k = i - max((c for c in self.cuts if c <= i), default=0)
         return (k * self.shift[0], k * self.shift[1])
 
 
@@ -93,21 +94,22 @@ def upright_to_stored(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=rotation // 90))  # k>0: counter-clockwise
 
 
-def _frames(n: int, w: int, h: int, shift: tuple[int, int], pattern: str,
-            seed: int) -> tuple[list[np.ndarray], int | None]:
+def _frames(n: int, w: int, h: int, shift: tuple[int, int], pattern: str, seed: int,
+            cuts: tuple[int, ...]) -> list[np.ndarray]:
     dx, dy = shift if pattern != "static" else (0, 0)
-    cut = n // 2 if pattern == "cut" else None
     span = max(n, 1)
     pad_x, pad_y = abs(dx) * span + 1, abs(dy) * span + 1
-    canvases = [_canvas(h + pad_y, w + pad_x, seed), _canvas(h + pad_y, w + pad_x, seed + 101)]
+    # Shot c shows canvas seed + 101 * c (the second one is what pattern="cut" always used).
+    canvases = [_canvas(h + pad_y, w + pad_x, seed + 101 * c) for c in range(len(cuts) + 1)]
     out = []
     for i in range(n):
-        k, c = (i, 0) if cut is None or i < cut else (i - cut, 1)
+        c = sum(1 for b in cuts if b <= i)
+        k = i - (cuts[c - 1] if c else 0)
         # Window origin moves by -shift so the content moves by +shift.
         x0 = (pad_x - 1 if dx > 0 else 0) - k * dx
         y0 = (pad_y - 1 if dy > 0 else 0) - k * dy
         out.append(np.ascontiguousarray(canvases[c][y0:y0 + h, x0:x0 + w]))
-    return out, cut
+    return out
 
 
 def make_clip(path: str | Path, frames: int = 12, size: tuple[int, int] = (66, 50),
@@ -116,7 +118,8 @@ def make_clip(path: str | Path, frames: int = 12, size: tuple[int, int] = (66, 5
               shift: tuple[int, int] = (2, 1), pix_fmt: str | None = None,
               time_base: Fraction | None = None, audio_seconds: float | None = None,
               options: dict[str, str] | None = None,
-              container_options: dict[str, str] | None = None, seed: int = 0) -> Clip:
+              container_options: dict[str, str] | None = None, seed: int = 0,
+              cuts: tuple[int, ...] | None = None) -> Clip:
     """Write a real video to ``path`` and describe it.
 
     ``size=(W, H)`` is the display size (after rotation). ``vfr`` stamps frames in 1/30000 s
@@ -136,7 +139,15 @@ def make_clip(path: str | Path, frames: int = 12, size: tuple[int, int] = (66, 5
         raise ValueError("rotation must be 0, 90, 180 or 270")
     if pattern not in ("moving", "static", "cut"):
         raise ValueError("pattern must be 'moving', 'static' or 'cut'")
-    images, cut = _frames(frames, w, h, shift, pattern, seed)
+    if cuts is None:
+        cuts = (frames // 2,) if pattern == "cut" else ()
+    elif pattern == "cut":
+        raise ValueError("pass either pattern='cut' or cuts, not both")
+    else:
+        cuts = tuple(int(c) for c in cuts)
+        if any(b <= a for a, b in zip(cuts, cuts[1:])) or any(not 0 < c < frames for c in cuts):
+            raise ValueError(f"cuts must increase strictly inside (0, {frames}) (got {cuts})")
+    images = _frames(frames, w, h, shift, pattern, seed, cuts)
     if vfr:
         tb = VFR_TIME_BASE
         pts = [0]
@@ -188,7 +199,8 @@ def make_clip(path: str | Path, frames: int = 12, size: tuple[int, int] = (66, 5
     stored_pts, stored_tb = _stored_video_pts(path)
     return Clip(path=path, size=(w, h), images=images, pts=stored_pts, time_base=stored_tb,
                 rotation=rotation, shift=(0, 0) if pattern == "static" else tuple(shift),
-                cut=cut, audio_codec=audio_codec, rate=nominal)
+                cut=cuts[0] if cuts else None, audio_codec=audio_codec, rate=nominal,
+                cuts=cuts)
 
 
 def _write_sine(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream,

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import torch
 
-import strotss_video.pipeline.video as video_module
+import strotss_video.pipeline.chain as chain_module
+import strotss_video.pipeline.job as job_module
 from clitools import assert_one_line_error, run_cli, snapshot
 from conftest import TinyExtractor, pattern_image, save_rgb
 from media import Clip, PacketInfo, demux_summary, make_audio_only, make_clip, make_jpeg
@@ -349,14 +350,14 @@ def test_long_term_chain_is_bounded_and_extra_term_is_used(
             depths.append(len(self.chain.inputs))
             return output
 
-    real_term = video_module.TemporalTerm
+    real_term = chain_module.TemporalTerm
 
     def spy_term(warped: tuple, masks: tuple, weight: float) -> Any:
         terms.append((len(warped), sum(masks)))
         return real_term(warped, masks, weight)
 
-    monkeypatch.setattr(video_module, "VideoStylizer", SpyStylizer)
-    monkeypatch.setattr(video_module, "TemporalTerm", spy_term)
+    monkeypatch.setattr(job_module, "VideoStylizer", SpyStylizer)
+    monkeypatch.setattr(chain_module, "TemporalTerm", spy_term)
     result = run(clip.path, tmp_path / "lt.mp4", style, long_term=(1, 3))
 
     assert len(made) == 1

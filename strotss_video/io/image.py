@@ -92,3 +92,22 @@ def write_contact_sheet(path: Path, pairs: list[tuple[np.ndarray, np.ndarray]],
     if not ok:
         raise OutputError(f"cannot encode the preview sheet as {path.suffix}; use .png")
     atomic_write_bytes(path, encoded.tobytes())
+
+
+def write_png_rgb(path: Path, rgb: np.ndarray) -> None:
+    """Atomically write uint8 RGB (H,W,3) as a lossless PNG (fast compression: work files)."""
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]),
+                               [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise OutputError(f"cannot encode {path} as PNG")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def read_png_rgb(path: Path) -> np.ndarray | None:
+    """uint8 RGB (H,W,3) written by :func:`write_png_rgb`; None when missing or undecodable."""
+    try:
+        buffer = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    return None if bgr is None else np.ascontiguousarray(bgr[..., ::-1])

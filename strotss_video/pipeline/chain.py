@@ -1,0 +1,178 @@
+"""The temporal chain of one shot: cold first frame, then flow-warped warm starts.
+
+Only a few frames are ever held (the previous input and output, plus ``long_term`` older ones),
+so memory does not grow with the shot's length. The chain's state round-trips through plain
+arrays so a work directory can resume it exactly."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..features.vgg import FeatureExtractor
+from ..flow.base import FlowEstimator
+from ..flow.consistency import reliability
+from ..stylize.optimize import EarlyStop, StyleBank, final_scale_plan, stylize
+from ..tensorops import scaled_size
+from ..temporal.coherence import TemporalTerm, long_term_weights, warm_start
+
+
+@dataclass
+class FrameRecord:
+    """One line of the ``--stats`` frame list."""
+
+    index: int
+    pts: int
+    kind: str
+    iterations: int
+    seconds: float
+    vgg_seconds: float
+    flow_seconds: float
+    losses: dict[str, float]
+    reliable: float | None
+    cold_reason: str | None = None
+    """Why a cold frame was cold: "shot start", "flow collapsed" or "temporal off"."""
+
+
+def processing_size(height: int, width: int, max_size: int) -> tuple[int, int]:
+    """(H, W) with long side ``max_size`` (rounded down to even), both even for yuv420p."""
+    h, w = scaled_size(height, width, max_size - max_size % 2)
+    return max(2, h - h % 2), max(2, w - w % 2)
+
+
+def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 RGB (H,W,3) -> float32 (1,3,H,W) in [0,1] on ``device``."""
+    return torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(1,3,H,W) in [0,1] -> uint8 RGB (H,W,3) on the CPU."""
+    return image[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class _Chain:
+    """The temporal chain's memory: the last few input/output frames of the current shot."""
+
+    def __init__(self, depth: int) -> None:
+        self.inputs: deque[torch.Tensor] = deque(maxlen=depth)
+        self.outputs: deque[torch.Tensor] = deque(maxlen=depth)
+
+    def push(self, content: torch.Tensor, output: torch.Tensor) -> None:
+        self.inputs.appendleft(content)
+        self.outputs.appendleft(output)
+
+    def past(self, distance: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(input, output) ``distance`` frames back (1 = previous), if held."""
+        if distance > len(self.inputs):
+            return None
+        return self.inputs[distance - 1], self.outputs[distance - 1]
+
+    def __bool__(self) -> bool:
+        return bool(self.inputs)
+
+
+class VideoStylizer:
+    """Per-frame logic of the temporal chain, independent of decoding and encoding."""
+
+    def __init__(self, config: Config, bank: StyleBank, extractor: FeatureExtractor,
+                 flow: FlowEstimator | None) -> None:
+        self.config = config
+        self.bank = bank
+        self.extractor = extractor
+        self.flow = flow
+        self.temporal = config.temporal
+        self.chain = _Chain(max((1, *config.temporal.long_term)))
+
+    def reset(self) -> None:
+        """Start a new chain (a new shot): the next frame is cold."""
+        self.chain = _Chain(self.chain.inputs.maxlen or 1)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The chain as arrays: ``in_k`` uint8 (3,h,w) inputs, ``out_k`` float32 (1,3,h,w)."""
+        arrays: dict[str, np.ndarray] = {}
+        for k, (inp, out) in enumerate(zip(self.chain.inputs, self.chain.outputs)):
+            # Inputs are decoded uint8 / 255, so uint8 stores them exactly.
+            arrays[f"in_{k}"] = inp[0].mul(255).round().to(torch.uint8).cpu().numpy()
+            arrays[f"out_{k}"] = out.detach().float().cpu().numpy()
+        return arrays
+
+    def restore(self, arrays: dict[str, np.ndarray], device: torch.device) -> None:
+        """Rebuild the chain saved by :meth:`state` (newest first)."""
+        self.reset()
+        depth = sum(1 for k in arrays if k.startswith("in_"))
+        for k in reversed(range(depth)):
+            inp = torch.from_numpy(arrays[f"in_{k}"]).to(device)[None].float().div_(255.0)
+            out = torch.from_numpy(arrays[f"out_{k}"]).to(device)
+            self.chain.push(inp, out)
+
+    def _warm_inputs(self, content: torch.Tensor
+                     ) -> tuple[torch.Tensor, float, TemporalTerm | None]:
+        """Warm start, reliable fraction (previous frame) and temporal term for ``content``;
+        no term when the previous frame's flow is below the reliable floor (a restart)."""
+        warped, masks, init, reliable = [], [], None, 0.0
+        smoothing = None if self.temporal.mask_smoothing == "none" else self.temporal.mask_smoothing
+        for distance in sorted({1, *self.temporal.long_term}):
+            past = self.chain.past(distance)
+            if past is None:
+                continue
+            past_input, past_output = past
+            forward = self.flow(past_input, content)  # type: ignore[misc]
+            backward = self.flow(content, past_input)  # type: ignore[misc]
+            mask = reliability(backward, forward, smooth=smoothing)
+            start_image, warped_output = warm_start(past_output, backward, mask, content,
+                                                    self.temporal.fill, self.bank.mean_color)
+            if init is None:
+                init, reliable = start_image, float(mask.mean())
+                if reliable < self.config.shots.reliable_floor:
+                    return init, reliable, None  # the chain restarts: nothing else matters
+            warped.append(warped_output)
+            masks.append(mask)
+        term = TemporalTerm(tuple(warped), tuple(long_term_weights(masks)), self.temporal.weight)
+        assert init is not None
+        return init, reliable, term
+
+    def frame(self, content: torch.Tensor, index: int) -> tuple[torch.Tensor, FrameRecord]:
+        """Stylise one frame (1,3,h,w); returns the output and its record (pts filled later).
+
+        Cold when the chain is empty (a shot starts), when temporal coherence is off, or when
+        the flow from the previous frame is mostly unreliable (a missed cut, a whip-pan)."""
+        start = time.perf_counter()
+        seed = self.config.runtime.seed * 1_000_003 + index
+        cfg = self.config.strotss
+        flow_seconds = 0.0
+        reliable: float | None = None
+        cold_reason: str | None = None
+        result = None
+        if not self.temporal.enabled:
+            cold_reason = "temporal off"
+        elif not self.chain:
+            cold_reason = "shot start"
+        else:
+            t0 = time.perf_counter()
+            init, reliable, term = self._warm_inputs(content)
+            flow_seconds = time.perf_counter() - t0
+            if term is None:
+                cold_reason = "flow collapsed"
+                self.reset()
+            else:
+                early = EarlyStop(self.temporal.early_stop_tol, self.temporal.early_stop_window) \
+                    if self.temporal.early_stop_tol > 0 else None
+                result = stylize(content, self.bank, self.extractor, cfg,
+                                 plan=final_scale_plan(cfg, self.temporal.warm_iters,
+                                                       self.temporal.warm_lr), init=init,
+                                 seed=seed, progress=False, pixel_loss=term, early_stop=early)
+        if result is None:
+            result = stylize(content, self.bank, self.extractor, cfg, seed=seed, progress=False)
+        output = result.image
+        self.chain.push(content, output)
+        record = FrameRecord(index=index, pts=0, kind="cold" if cold_reason else "warm",
+                             iterations=result.iterations,
+                             seconds=time.perf_counter() - start, vgg_seconds=result.vgg_seconds,
+                             flow_seconds=flow_seconds, losses=result.scales[-1].losses,
+                             reliable=reliable, cold_reason=cold_reason)
+        return output, record

@@ -1,0 +1,346 @@
+"""One video job split into shot tasks: plan (probe, shots, work directory), run each shot
+(resumable, any process), assemble the finished frames into the output with the source's timing.
+
+A shot task is a plain picklable value whose inputs are file paths, so it runs the same in this
+process, in a local worker process or as a Ray task on another machine that sees the paths."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..errors import InputError, StrotssError
+from ..features.vgg import FeatureExtractor
+from ..flow import make_flow
+from ..flow.base import FlowEstimator
+from ..io.image import write_contact_sheet
+from ..io.timeline import scan_timeline
+from ..io.video import VideoInfo, VideoWriter, check_encoder, parse_time, probe, read_frames
+from ..shots import Shot, find_shots
+from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, check_scale_sizes, default_plan
+from ..tensorops import resize
+from .chain import FrameRecord, VideoStylizer, processing_size, to_tensor, to_uint8
+from .image import _load
+from .runtime import extractor_for, resolve_device
+from .workdir import LAYOUT_VERSION, WorkDir, digest, file_digest, job_dir_name
+
+SHEET_FRAMES = 6
+Bound = int | Fraction | None
+
+
+def parse_bound(value: str | int | Fraction | None, what: str) -> Bound:
+    """A range bound from the CLI's text (frame index, seconds, timecode) or a value."""
+    if value is None or isinstance(value, Fraction):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise InputError(f"--{what} must not be negative (got {value})")
+        return value
+    return parse_time(str(value))
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One video to stylise: what the CLI's video command or a manifest entry asks for."""
+
+    input: Path
+    style: Path | torch.Tensor
+    output: Path | None
+    config: Config
+    start: Bound = None
+    end: Bound = None
+    shot_styles: Mapping[int, Path] = field(default_factory=dict)
+    """Per-shot style overrides: shot index -> style image."""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ShotTask:
+    """Everything one worker needs to stylise one shot into the job's work directory."""
+
+    job: str
+    work: Path
+    input: Path
+    style: Path | torch.Tensor
+    config: Config
+    shot: Shot
+    size: tuple[int, int]  # processing (H, W)
+    out_size: tuple[int, int]  # output (H, W)
+    device: str | None = None  # a worker's own device (multi-GPU); else config.runtime.device
+    threads: int = 0
+
+
+@dataclass
+class JobPlan:
+    spec: JobSpec
+    config: Config  # max_size fixed to the processing size
+    work: WorkDir
+    info: VideoInfo
+    size: tuple[int, int]
+    out_size: tuple[int, int]
+    shots: list[Shot]
+    resumed_frames: int
+
+    @property
+    def total_frames(self) -> int:
+        return sum(s.frames for s in self.shots)
+
+    def done_frames(self) -> int:
+        return sum(s.frames if self.work.shot_done(s.index)
+                   else self.work.finished_prefix(s.start_frame, s.end_frame) for s in self.shots)
+
+    def style_for(self, shot: Shot) -> Path | torch.Tensor:
+        return self.spec.shot_styles.get(shot.index, self.spec.style)
+
+    def tasks(self, pending_only: bool = True) -> list[ShotTask]:
+        return [ShotTask(job=self.spec.name or self.spec.input.name, work=self.work.path,
+                         input=self.spec.input, style=self.style_for(s), config=self.config,
+                         shot=s, size=self.size, out_size=self.out_size)
+                for s in self.shots if not (pending_only and self.work.shot_done(s.index))]
+
+
+def _style_identity(style: Path | torch.Tensor) -> str:
+    if isinstance(style, torch.Tensor):
+        return digest(style.detach().cpu().float().numpy().tobytes().hex())
+    return file_digest(style)
+
+
+def _input_identity(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def pixel_settings(config: Config) -> dict[str, Any]:
+    """The settings that change output pixels (the work directory's key); encoding options,
+    the device and the thread count do not invalidate finished frames."""
+    d = config.to_dict()
+    return {"strotss": d["strotss"], "temporal": d["temporal"], "shots": d["shots"],
+            "seed": d["runtime"]["seed"], "vgg_weights": d["runtime"]["vgg_weights"]}
+
+
+def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: bool = False,
+             min_scale_side: int = MIN_SCALE_SIDE) -> JobPlan:
+    """Validate the job, open its work directory and fix its shots (detected once, stored)."""
+    info = probe(spec.input)
+    first, last = spec.start, spec.end
+    lower = first if first is not None else type(last)(0) if last is not None else None
+    if last is not None and type(lower) is type(last) and last <= lower:
+        raise InputError(f"--end ({last}) must be after --start ({first or 0}); nothing to stylise")
+    for style in [spec.style, *spec.shot_styles.values()]:
+        _load(style, "style image")  # validated before any work
+    if spec.output is not None:
+        check_encoder(spec.config.video.codec)
+    ph, pw = processing_size(info.height, info.width, spec.config.strotss.max_size)
+    config = replace(spec.config, strotss=replace(spec.config.strotss, max_size=max(ph, pw)))
+    check_scale_sizes(ph, pw, default_plan(config.strotss), min_scale_side)
+    if config.video.output_size == "source":
+        out_size = (info.height - info.height % 2, info.width - info.width % 2)
+    else:
+        out_size = (ph, pw)
+    shot_styles = {str(k): _style_identity(v) for k, v in sorted(spec.shot_styles.items())}
+    key = digest({"layout": LAYOUT_VERSION, "input": _input_identity(spec.input),
+                  "style": _style_identity(spec.style), "shot_styles": shot_styles,
+                  "start": repr(first), "end": repr(last), "settings": pixel_settings(config),
+                  "size": [ph, pw], "out_size": list(out_size)})
+    meta = {"key": key, "layout": LAYOUT_VERSION, "input": str(spec.input.resolve()),
+            "style": str(spec.style) if isinstance(spec.style, Path) else "tensor",
+            "start": repr(first), "end": repr(last), "created": time.time()}
+    work = WorkDir.open(Path(work_root), job_dir_name(spec.input, key), meta, fresh=fresh)
+    stored = work.stored_shots()
+    if stored is not None:
+        shots = [Shot(index=s["index"], start_frame=s["start_frame"], end_frame=s["end_frame"],
+                      start_time=Fraction(s["start_time"]), end_time=Fraction(s["end_time"]))
+                 for s in stored]
+    else:
+        timeline = scan_timeline(spec.input, first, last)
+        shots = find_shots(spec.input, config.shots, timeline, progress=progress)
+        work.store_shots([{**s.to_dict(), "start_time": str(s.start_time),
+                           "end_time": str(s.end_time)} for s in shots])
+    bad = [i for i in spec.shot_styles if not 0 <= i < len(shots)]
+    if bad:
+        raise InputError(f"a style override names shot {bad[0]}, but {spec.input.name} has "
+                         f"{len(shots)} shot(s) (0..{len(shots) - 1}); run `strotss-video shots` "
+                         "to list them")
+    plan = JobPlan(spec=spec, config=config, work=work, info=info, size=(ph, pw),
+                   out_size=out_size, shots=shots, resumed_frames=0)
+    plan.resumed_frames = plan.done_frames()
+    return plan
+
+
+# ------------------------------------------------------------------------------ shot tasks
+
+_BANKS: dict[tuple[str, str, str], StyleBank] = {}
+
+
+def _bank(style: Path | torch.Tensor, extractor: FeatureExtractor, config: Config,
+          device: torch.device) -> StyleBank:
+    """Style targets once per (style, settings, device) in this process."""
+    key = (_style_identity(style), digest(asdict(config.strotss)) + str(id(extractor)), str(device))
+    if key not in _BANKS:
+        if len(_BANKS) >= 4:
+            _BANKS.pop(next(iter(_BANKS)))
+        image = _load(style, "style image").to(device)
+        _BANKS[key] = StyleBank(extractor, image, config.strotss, seed=config.runtime.seed)
+    return _BANKS[key]
+
+
+@dataclass
+class ShotOutcome:
+    job: str
+    shot: int
+    frames: int
+    computed: int  # frames stylised by this call (0 when the shot was already finished)
+    seconds: float
+    weights_source: str | None = None
+    work: str = ""
+
+
+FrameCallback = Callable[[ShotTask, FrameRecord], None]
+
+
+def run_shot(task: ShotTask, *, extractor: FeatureExtractor | None = None,
+             flow: FlowEstimator | None = None, on_frame: FrameCallback | None = None,
+             progress: bool = False) -> ShotOutcome:
+    """Stylise one shot into the work directory, continuing after its last finished frame."""
+    t0 = time.perf_counter()
+    work = WorkDir(task.work)
+    shot = task.shot
+    if work.shot_done(shot.index):
+        return ShotOutcome(task.job, shot.index, shot.frames, 0, 0.0, work=str(task.work))
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    config = task.config
+    device = resolve_device(task.device or config.runtime.device)
+    model, weights_source = extractor_for(config.runtime, device, extractor, progress)
+    if flow is None and config.temporal.enabled:
+        flow = make_flow(config.temporal.flow, preset=config.temporal.dis_preset,
+                         device=str(device), raft_weights=config.temporal.raft_weights)
+    stylizer = VideoStylizer(config, _bank(task.style, model, config, device), model, flow)
+    records: list[dict[str, Any]] = []
+    done = work.finished_prefix(shot.start_frame, shot.end_frame)
+    if done:
+        saved = work.load_state(shot.start_frame + done - 1)
+        if saved is None:  # state lost (e.g. removed by hand): redo the shot from its start
+            work.discard_frames(shot.start_frame, shot.end_frame)
+            done = 0
+        else:
+            stylizer.restore(saved[0], device)
+            records = saved[1]
+    previous = shot.start_frame + done - 1 if done else None
+    computed = 0
+    for frame in read_frames(task.input, shot.start_frame + done, shot.end_frame, size=task.size):
+        content = to_tensor(frame.image, device)
+        output, record = stylizer.frame(content, frame.index)
+        record = replace(record, pts=frame.pts)
+        out = resize(output, task.out_size) if task.out_size != task.size else output
+        records.append(vars(record))
+        work.commit_frame(frame.index, to_uint8(out), stylizer.state(), records, previous)
+        previous = frame.index
+        computed += 1
+        if on_frame is not None:
+            on_frame(task, record)
+    if done + computed != shot.frames:
+        raise StrotssError(f"{task.input.name}: shot {shot.index} should have {shot.frames} frames "
+                           f"but {done + computed} were decoded; the file may have changed since "
+                           "the run started: run again with --fresh")
+    work.finish_shot(shot.index, records, shot.end_frame - 1)
+    return ShotOutcome(task.job, shot.index, shot.frames, computed, time.perf_counter() - t0,
+                       weights_source, str(task.work))
+
+
+# ------------------------------------------------------------------------------- assembly
+
+def job_records(plan: JobPlan) -> list[dict[str, Any]]:
+    """Every frame's record, in order (all shots must be finished)."""
+    out: list[dict[str, Any]] = []
+    for shot in plan.shots:
+        out.extend(plan.work.shot_records(shot.index) or [])
+    return out
+
+
+def assemble(plan: JobPlan, *, overwrite: bool = False, progress: bool = False,
+             preview_sheet: Path | None = None) -> int:
+    """Encode the finished frames of every shot, in order, with the source's pts, durations and
+    audio, to a temporary file renamed onto the output when complete. Returns the frame count."""
+    spec, cfg = plan.spec, plan.config
+    first, last = spec.start, spec.end
+    expected = plan.total_frames
+    sheet_at = set(np.linspace(plan.shots[0].start_frame, plan.shots[-1].end_frame - 1,
+                               SHEET_FRAMES).round().astype(int).tolist()) \
+        if preview_sheet is not None else set()
+    sheet: list[tuple[np.ndarray, np.ndarray]] = []
+    writer: VideoWriter | None = None
+    oh, ow = plan.out_size
+    count = 0
+    try:
+        for frame in read_frames(spec.input, first, last, size=plan.size):
+            image = plan.work.read_frame(frame.index)
+            if image is None or image.shape[:2] != (oh, ow):
+                raise StrotssError(f"frame {frame.index} is missing from the work directory "
+                                   f"{plan.work.path}; run the same command again to redo it")
+            if writer is None and spec.output is not None:
+                offset = frame.pts if first is not None else 0
+                window = (frame.time, None) if first is not None or last is not None else None
+                info = plan.info
+                writer = VideoWriter(spec.output, width=ow, height=oh, time_base=info.time_base,
+                                     average_rate=info.average_rate, codec=cfg.video.codec,
+                                     crf=cfg.video.crf, preset=cfg.video.encoder_preset,
+                                     audio_source=spec.input if cfg.video.audio and
+                                     info.audio_streams else None,
+                                     audio_window=window, pts_offset=offset)
+                writer.__enter__()
+            if writer is not None:
+                writer.write(image, frame.pts, frame.duration)
+            if frame.index in sheet_at:
+                small = image if (oh, ow) == plan.size else to_uint8(resize(
+                    to_tensor(image, torch.device("cpu")), plan.size))
+                sheet.append((frame.image, small))
+            count += 1
+        if count != expected:
+            raise StrotssError(f"{spec.input.name}: decoded {count} frames but the shots cover "
+                               f"{expected}; the file may have changed: run again with --fresh")
+        if writer is not None:
+            writer.close()  # encodes to a temporary file, renamed into place when complete
+            writer = None
+    except BaseException as exc:
+        if writer is not None:
+            writer.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    if preview_sheet is not None and sheet:
+        write_contact_sheet(preview_sheet, sheet)
+    return count
+
+
+def finish_job(plan: JobPlan, keep_work: bool) -> None:
+    """Mark the job done; free the frames unless asked to keep them."""
+    out = plan.spec.output
+    info: dict[str, Any] = {"output": str(out.resolve()) if out else None, "time": time.time()}
+    if out is not None and out.exists():
+        st = out.stat()
+        info.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    plan.work.mark_done(info)
+    if not keep_work:
+        plan.work.remove_frames()
+
+
+def job_is_done(work: WorkDir, output: Path | None) -> bool:
+    """Whether a previous run finished this job and its output is still the one it wrote."""
+    info = work.done_info()
+    if info is None or output is None or not output.exists():
+        return False
+    st = output.stat()
+    return info.get("size") == st.st_size and info.get("mtime_ns") == st.st_mtime_ns
+
+
+def threads_per_worker(workers: int) -> int:
+    """Each of ``workers`` processes gets an equal share of this machine's cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, workers))

@@ -1,0 +1,219 @@
+"""The work directory of one video job: finished frames, the chain's resume state, records.
+
+One mechanism serves single runs, batch runs and resumes. Layout (every file written
+atomically, so a crash or a kill at any moment leaves a consistent directory)::
+
+    job.json             what the job is (key, input, style, range, settings); checked on reuse
+    shots.json           the shot list, fixed by the first run
+    frames/NNNNNNNN.png  finished output frames, lossless, at the output size
+    state/NNNNNNNN.npz   the temporal chain after frame N (float outputs, uint8 inputs, records)
+    shots/NNNN.json      a finished shot's frame records
+    done.json            the output was encoded (kept when the frames are removed)
+
+A frame counts as finished once its PNG exists. Its state is written first and the previous
+state removed last, so the newest finished frame always has its state beside it."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import OutputError, StrotssError
+from ..files import atomic_write_bytes
+from ..io.image import read_png_rgb, write_png_rgb
+
+LAYOUT_VERSION = 1
+
+
+def default_work_root() -> Path:
+    """``$STROTSS_WORK_DIR``, else ``$XDG_CACHE_HOME/strotss-video/work`` (``~/.cache/...``)."""
+    if os.environ.get("STROTSS_WORK_DIR"):
+        return Path(os.environ["STROTSS_WORK_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "strotss-video" / "work"
+
+
+def digest(value: Any) -> str:
+    """SHA-256 of a JSON-serialisable value in canonical form."""
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (style images: small)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def job_dir_name(input_path: Path, key: str) -> str:
+    """A safe single path component: the input's stem (sanitised) and the key's prefix."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", input_path.stem)[:40].strip("_") or "video"
+    return f"{stem}-{key[:16]}"
+
+
+def _disk_error(exc: OSError, where: Path) -> StrotssError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StrotssError(f"disk full while writing {where}; free some space and run the same "
+                            "command again to resume (finished frames are kept)")
+    return StrotssError(f"cannot write {where}: {exc.strerror}; fix the work directory "
+                        "(--work-dir) and run again to resume")
+
+
+class WorkDir:
+    """Access to one job's work directory (see the module docstring for the layout)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.frames = self.path / "frames"
+        self.states = self.path / "state"
+        self.shot_dir = self.path / "shots"
+
+    # -- creation and identity ---------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path, name: str, meta: dict[str, Any], fresh: bool = False) -> WorkDir:
+        """Open (or create) ``root/name`` for the job described by ``meta`` (its ``key`` decides
+        reuse). ``fresh`` discards what a previous run left."""
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise OutputError(f"invalid work directory name {name!r}")
+        root = Path(root)
+        path = root / name
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            work = cls(path)
+            if fresh and path.exists():
+                shutil.rmtree(path)
+            existing = work.meta()
+            if existing is not None and existing.get("key") != meta["key"]:
+                shutil.rmtree(path)  # a different job under the same name: never mix frames
+            for d in (path, work.frames, work.states, work.shot_dir):
+                d.mkdir(exist_ok=True)  # mode from the user's umask
+            if work.meta() is None:
+                atomic_write_bytes(path / "job.json", json.dumps(meta, indent=2).encode())
+        except OSError as exc:
+            raise _disk_error(exc, path) from None
+        return work
+
+    def meta(self) -> dict[str, Any] | None:
+        return self._read_json(self.path / "job.json")
+
+    @staticmethod
+    def _read_json(path: Path) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _write_json(self, path: Path, value: Any) -> None:
+        try:
+            atomic_write_bytes(path, json.dumps(value, indent=2).encode())
+        except OSError as exc:
+            raise _disk_error(exc, path) from None
+
+    # -- shots -------------------------------------------------------------------------------
+    def stored_shots(self) -> list[dict[str, Any]] | None:
+        return self._read_json(self.path / "shots.json")
+
+    def store_shots(self, shots: list[dict[str, Any]]) -> None:
+        self._write_json(self.path / "shots.json", shots)
+
+    def _shot_file(self, index: int) -> Path:
+        return self.shot_dir / f"{index:04d}.json"
+
+    def shot_done(self, index: int) -> bool:
+        return self._shot_file(index).is_file()
+
+    def shot_records(self, index: int) -> list[dict[str, Any]] | None:
+        return self._read_json(self._shot_file(index))
+
+    def finish_shot(self, index: int, records: list[dict[str, Any]], last_frame: int) -> None:
+        """Record a finished shot, then drop its last chain state (no longer needed)."""
+        self._write_json(self._shot_file(index), records)
+        self.state_path(last_frame).unlink(missing_ok=True)
+
+    # -- frames ------------------------------------------------------------------------------
+    def frame_path(self, index: int) -> Path:
+        return self.frames / f"{index:08d}.png"
+
+    def state_path(self, index: int) -> Path:
+        return self.states / f"{index:08d}.npz"
+
+    def has_frame(self, index: int) -> bool:
+        return self.frame_path(index).is_file()
+
+    def finished_prefix(self, start: int, end: int) -> int:
+        """How many frames of ``[start, end)`` are finished, counting from ``start``."""
+        n = 0
+        while start + n < end and self.has_frame(start + n):
+            n += 1
+        return n
+
+    def count_frames(self) -> int:
+        try:
+            return sum(1 for e in os.scandir(self.frames) if e.name.endswith(".png"))
+        except OSError:
+            return 0
+
+    def read_frame(self, index: int) -> np.ndarray | None:
+        """uint8 RGB (H,W,3) of a finished frame, or None."""
+        return read_png_rgb(self.frame_path(index))
+
+    def commit_frame(self, index: int, image: np.ndarray, state: dict[str, np.ndarray],
+                     records: list[dict[str, Any]], previous: int | None) -> None:
+        """Persist frame ``index``: its chain state, then its PNG (the 'finished' mark), then
+        remove the state of ``previous`` (the frame before it in the shot)."""
+        buffer = io.BytesIO()
+        payload = dict(state)
+        payload["records"] = np.frombuffer(json.dumps(records).encode(), dtype=np.uint8)
+        np.savez(buffer, **payload)
+        try:
+            atomic_write_bytes(self.state_path(index), buffer.getvalue())
+            write_png_rgb(self.frame_path(index), image)
+        except OSError as exc:
+            raise _disk_error(exc, self.path) from None
+        if previous is not None:
+            self.state_path(previous).unlink(missing_ok=True)
+
+    def load_state(self, index: int) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]] | None:
+        """(chain arrays, records so far) saved with frame ``index``; None if absent/damaged."""
+        try:
+            with np.load(self.state_path(index), allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError):
+            return None
+        records = json.loads(arrays.pop("records").tobytes().decode())
+        return arrays, records
+
+    def discard_frames(self, start: int, end: int) -> None:
+        """Remove frames and states of ``[start, end)`` (a shot redone from its start)."""
+        for i in range(start, end):
+            self.frame_path(i).unlink(missing_ok=True)
+            self.state_path(i).unlink(missing_ok=True)
+
+    # -- completion --------------------------------------------------------------------------
+    def mark_done(self, info: dict[str, Any]) -> None:
+        self._write_json(self.path / "done.json", info)
+
+    def done_info(self) -> dict[str, Any] | None:
+        return self._read_json(self.path / "done.json")
+
+    def remove_frames(self) -> None:
+        """Free the space of frames, states and records; ``job.json``/``done.json`` stay."""
+        for d in (self.frames, self.states, self.shot_dir):
+            shutil.rmtree(d, ignore_errors=True)
+
+    def iter_frame_indices(self) -> Iterator[int]:
+        for e in os.scandir(self.frames):
+            if e.name.endswith(".png") and e.name[:-4].isdigit():
+                yield int(e.name[:-4])
