@@ -124,8 +124,8 @@ def write_manifest(path: Path, jobs: list[dict[str, Any]], defaults: dict[str, A
 def pair(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Path:
     """Two clips, one cut each: four shots in all."""
     root = tmp_path_factory.mktemp("pair")
-    make_clip(root / "a.mp4", frames=24, size=(96, 64), cuts=(12,), shift=(1, 0), audio=True)
-    make_clip(root / "b.mp4", frames=20, size=(80, 64), cuts=(9,), shift=(1, 0), audio=False,
+    make_clip(root / "a.mp4", frames=16, size=(96, 64), cuts=(8,), shift=(1, 0), audio=True)
+    make_clip(root / "b.mp4", frames=14, size=(80, 64), cuts=(7,), shift=(1, 0), audio=False,
               seed=5)
     for name in ("style.png", "style2.png"):
         (root / name).write_bytes((media / name).read_bytes())
@@ -134,7 +134,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Path:
 
 def pair_manifest(root: Path, name: str) -> Path:
     """A manifest of the pair writing to ``root/out-NAME/``."""
-    defaults = {"preset": "test", "max_size": 64, "warm_iters": 3, "min_shot_frames": 5,
+    defaults = {"preset": "test", "max_size": 64, "iters": 8, "warm_iters": 3, "min_shot_frames": 5,
                 "threads": 1, "crf": 0, "encoder_preset": "ultrafast"}
     out = f"out-{name}"
     (root / out).mkdir(exist_ok=True)
@@ -192,8 +192,8 @@ def test_manifest_paths_relative_and_options(pair: Path) -> None:
 def test_shot_override_past_the_last_shot_is_rejected(pair: Path, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "m.yaml", [
         {"input": str(pair / "a.mp4"), "style": str(pair / "style.png"),
-         "output": str(tmp_path / "o.mp4"), "shots": [{"index": 5, "style": str(pair / "style2.png")}],
-         "options": {"min_shot_frames": 5}}])
+         "output": str(tmp_path / "o.mp4"), "options": {"min_shot_frames": 5},
+         "shots": [{"index": 5, "style": str(pair / "style2.png")}]}])
     proc = run_cli("batch", manifest, "--work-dir", tmp_path / "work")
     line = assert_one_line_error(proc, 2)
     assert "shot 5" in line and "2 shot(s)" in line
@@ -231,8 +231,8 @@ def reference(pair: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 def test_batch_single_worker_run(reference: dict[str, Any], pair: Path) -> None:
     result = reference["result"]
     assert sorted(result.finished_jobs) == ["a.mp4", "b.mp4"] and result.shots_run == 4
-    assert len(reference["frames"]) == 24 + 20 and result.computed_frames == 44
-    assert [len(v) for v in reference["videos"].values()] == [24, 20]
+    assert len(reference["frames"]) == 16 + 14 and result.computed_frames == 30
+    assert [len(v) for v in reference["videos"].values()] == [16, 14]
 
 
 def assert_same(frames: dict[str, np.ndarray], reference: dict[str, Any], out: Path) -> None:
@@ -250,7 +250,7 @@ def test_two_local_workers_give_identical_frames(reference: dict[str, Any], pair
                                                  tmp_path: Path) -> None:
     result = run_batch(pair_manifest(pair, "two"), workers=2, work_dir=tmp_path / "work",
                        keep_work=True, progress=False)
-    assert result.shots_run == 4 and result.computed_frames == 44
+    assert result.shots_run == 4 and result.computed_frames == 30
     assert_same(frames_of(tmp_path / "work"), reference, pair / "out-two")
 
 
@@ -264,7 +264,7 @@ def test_ray_executor_gives_identical_frames(reference: dict[str, Any], pair: Pa
                            progress=False)
     finally:
         ray.shutdown()
-    assert result.shots_run == 4 and result.computed_frames == 44
+    assert result.shots_run == 4 and result.computed_frames == 30
     assert_same(frames_of(tmp_path / "work"), reference, pair / "out-ray")
 
 
@@ -287,14 +287,14 @@ def test_killed_batch_rerun_redoes_only_unfinished_shots(pair: Path, tmp_path: P
     # Kill once the first shot is finished and the second has started.
     while time.monotonic() < deadline and proc.poll() is None:
         frames, shots = _count(work)
-        if shots >= 1 and frames >= 14:
+        if shots >= 1 and frames >= 10:
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"finished before the kill: {proc.stderr.read() if proc.stderr else ''}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     frames_done, shots_done = _count(work)
-    assert 1 <= shots_done < 4 and frames_done < 44
+    assert 1 <= shots_done < 4 and frames_done < 30
     assert not list(out.iterdir()), "nothing may exist at the outputs after a kill"
 
     stats = tmp_path / "stats.json"
@@ -303,8 +303,8 @@ def test_killed_batch_rerun_redoes_only_unfinished_shots(pair: Path, tmp_path: P
     assert again.returncode == 0, again.stderr
     summary = json.loads(stats.read_text())
     assert summary["shots_run"] == 4 - shots_done  # finished shots were not run again
-    assert summary["computed_frames"] == 44 - frames_done  # nor were finished frames
-    assert [len(decoded(out / n)) for n in ("a.mp4", "b.mp4")] == [24, 20]
+    assert summary["computed_frames"] == 30 - frames_done  # nor were finished frames
+    assert [len(decoded(out / n)) for n in ("a.mp4", "b.mp4")] == [16, 14]
 
     # A third run finds every job done and does nothing.
     third = run_cli("batch", manifest, "--work-dir", work, "--quiet", "--stats", stats)

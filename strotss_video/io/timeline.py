@@ -8,11 +8,13 @@ range, minus the images: source indices, integer ``pts`` and durations in the st
 from __future__ import annotations
 
 import os
+import warnings
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
+from ..errors import InputError
 from .video import Frame, probe, read_frames
 
 __all__ = ["Timeline", "scan_timeline"]
@@ -99,19 +101,33 @@ def scan_timeline(path: str | os.PathLike[str], start: int | Fraction | None = N
     time_base: Fraction | None = None
     next_pts: int | None = None
     next_index = start if isinstance(start, int) else 0
-    try:
-        for frame in frames:
-            beyond = (frame.index >= end if isinstance(end, int) else
-                      past is not None and frame.pts * frame.time_base - past[1] >= past[0])
-            if beyond:
-                next_pts, next_index = frame.pts, frame.index
-                break
-            if first is None:
-                first, time_base = frame.index, frame.time_base
-            pts.append(frame.pts)
-            durations.append(frame.duration)
-    finally:
-        _close(frames)
+    # A timeline holds consecutive frames only: a frame lost inside the range (a damaged
+    # packet) is refused in one line, so its read warning is held back until the scan is clean.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            for frame in frames:
+                beyond = (frame.index >= end if isinstance(end, int) else
+                          past is not None and frame.pts * frame.time_base - past[1] >= past[0])
+                if beyond:
+                    next_pts, next_index = frame.pts, frame.index
+                    break
+                if first is None:
+                    first, time_base = frame.index, frame.time_base
+                elif frame.index != first + len(pts):
+                    lost = first + len(pts)
+                    which = (f"frame {lost}" if frame.index - lost == 1
+                             else f"frames {lost}..{frame.index - 1}")
+                    raise InputError(f"{which} of {path} could not be decoded (damaged data) and "
+                                     "every frame of the range is needed; repair or re-encode the "
+                                     "file (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`) or choose a "
+                                     "--start/--end range that avoids it")
+                pts.append(frame.pts)
+                durations.append(frame.duration)
+        finally:
+            _close(frames)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if first is None or time_base is None:
         # An empty range (possible with a seconds range between two frames): nothing to time,
         # but the origin still comes from the stream's first frame.

@@ -182,8 +182,10 @@ _BANKS: dict[tuple[str, str, str], StyleBank] = {}
 
 def _bank(style: Path | torch.Tensor, extractor: FeatureExtractor, config: Config,
           device: torch.device) -> StyleBank:
-    """Style targets once per (style, settings, device) in this process."""
-    key = (_style_identity(style), digest(asdict(config.strotss)) + str(id(extractor)), str(device))
+    """Style targets once per (style, settings, device, thread count) in this process: the
+    thread count changes CPU float sums, and bit-identical runs need identical targets."""
+    key = (_style_identity(style), digest(asdict(config.strotss)) + str(id(extractor)),
+           f"{device}/{torch.get_num_threads()}")
     if key not in _BANKS:
         if len(_BANKS) >= 4:
             _BANKS.pop(next(iter(_BANKS)))

@@ -99,6 +99,8 @@ class WorkDir:
                 shutil.rmtree(path)  # a different job under the same name: never mix frames
             for d in (path, work.frames, work.states, work.shot_dir):
                 d.mkdir(exist_ok=True)  # mode from the user's umask
+                for stale in d.glob(".*.part"):  # a killed run's half-written file
+                    stale.unlink(missing_ok=True)
             if work.meta() is None:
                 atomic_write_bytes(path / "job.json", json.dumps(meta, indent=2).encode())
         except OSError as exc:
