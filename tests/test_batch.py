@@ -163,6 +163,11 @@ def pair_manifest(root: Path, name: str) -> Path:
      "job 0 (a.mp4).shots[0]", "expected {index: N, style: FILE}"),
     ({"input": "a.mp4", "style": "style.png", "output": "a.mp4"}, "job 0 (a.mp4).output",
      "is also an input"),
+    # Paths are names, never expanded: no ~, no variables, no commands.
+    ({"input": "$HOME/a.mp4", "style": "style.png", "output": "o.mp4"},
+     "job 0 ($HOME/a.mp4).input", "$HOME/a.mp4"),
+    ({"input": "a.mp4", "style": "~/style.png", "output": "o.mp4"}, "job 0 (a.mp4).style",
+     "~/style.png"),
 ])
 def test_bad_manifest_names_job_and_field(pair: Path, tmp_path: Path, job: dict[str, Any],
                                           field: str, needle: str) -> None:

@@ -37,6 +37,11 @@ class FrameRecord:
     reliable: float | None
     cold_reason: str | None = None
     """Why a cold frame was cold: "shot start", "flow collapsed" or "temporal off"."""
+    loss_seconds: float = 0.0
+    scales: list[list[float]] | None = None
+    """Per scale: [long side, iterations, loop seconds] (the optimisation loops alone)."""
+    io_seconds: float = 0.0
+    """Decoding this frame and committing it to the work directory (filled by the shot task)."""
 
 
 def processing_size(height: int, width: int, max_size: int) -> tuple[int, int]:
@@ -174,5 +179,8 @@ class VideoStylizer:
                              iterations=result.iterations,
                              seconds=time.perf_counter() - start, vgg_seconds=result.vgg_seconds,
                              flow_seconds=flow_seconds, losses=result.scales[-1].losses,
-                             reliable=reliable, cold_reason=cold_reason)
+                             reliable=reliable, cold_reason=cold_reason,
+                             loss_seconds=result.loss_seconds,
+                             scales=[[s.long_side, s.iterations, s.loop_seconds]
+                                     for s in result.scales])
         return output, record

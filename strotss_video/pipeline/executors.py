@@ -36,6 +36,7 @@ class BatchProgress:
                            leave=False) for i in range(max(0, slots))] if slots > 1 else []
         self.tasks = list(tasks)
         self._counts: dict[tuple[str, int], int] = {}
+        self._initial: dict[tuple[str, int], int] = {}
 
     def poll(self, running: Sequence[ShotTask]) -> None:
         """Count finished frames of every task on disk; refresh the bars."""
@@ -51,7 +52,13 @@ class BatchProgress:
             self._counts[key] = n
         if gained > 0:
             self.bar.update(gained)
-        for line, task in zip(self.lines, list(running) + [None] * len(self.lines)):
+        # A pool marks queued-but-waiting tasks as running too: show those with frames first.
+        def started(t: ShotTask) -> bool:
+            key = (str(t.work), t.shot.index)
+            return self._counts.get(key, 0) > self._initial.get(key, 0)
+
+        shown = sorted(running, key=lambda t: not started(t))[:len(self.lines)]
+        for line, task in zip(self.lines, shown + [None] * len(self.lines)):
             if task is None:
                 line.set_description_str("", refresh=True)
             else:
@@ -68,7 +75,8 @@ class BatchProgress:
 def _initial_counts(progress: BatchProgress) -> None:
     for task in progress.tasks:
         work = WorkDir(task.work)
-        progress._counts[(str(task.work), task.shot.index)] = \
+        key = (str(task.work), task.shot.index)
+        progress._counts[key] = progress._initial[key] = \
             task.shot.frames if work.shot_done(task.shot.index) else \
             work.finished_prefix(task.shot.start_frame, task.shot.end_frame)
 

@@ -238,13 +238,21 @@ def run_shot(task: ShotTask, *, extractor: FeatureExtractor | None = None,
             records = saved[1]
     previous = shot.start_frame + done - 1 if done else None
     computed = 0
+    t_io = time.perf_counter()
     for frame in read_frames(task.input, shot.start_frame + done, shot.end_frame, size=task.size):
         content = to_tensor(frame.image, device)
+        decode = time.perf_counter() - t_io
         output, record = stylizer.frame(content, frame.index)
-        record = replace(record, pts=frame.pts)
+        t_commit = time.perf_counter()
         out = resize(output, task.out_size) if task.out_size != task.size else output
+        image = to_uint8(out)
+        state = stylizer.state()
+        record = replace(record, pts=frame.pts, io_seconds=decode)
         records.append(vars(record))
-        work.commit_frame(frame.index, to_uint8(out), stylizer.state(), records, previous)
+        work.commit_frame(frame.index, image, state, records, previous)
+        # The commit's cost is known only after it: stored with the next frame's state.
+        records[-1]["io_seconds"] += time.perf_counter() - t_commit
+        t_io = time.perf_counter()
         previous = frame.index
         computed += 1
         if on_frame is not None:

@@ -120,6 +120,7 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
                    output=out_path, config=config, start=parse_bound(start, "start"),
                    end=parse_bound(end, "end"), name=in_path.name)
     device = resolve_device(config.runtime.device)
+    t_plan = time.perf_counter()
     plan = plan_job(spec, Path(work_dir) if work_dir is not None else default_work_root(),
                     fresh=fresh, progress=progress,
                     min_scale_side=max(extractor.strides) if extractor is not None
@@ -127,6 +128,7 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     if plan.resumed_frames and progress:
         print(f"resuming: {plan.resumed_frames} of {plan.total_frames} frames already done in "
               f"{plan.work.path} (--fresh starts over)", file=sys.stderr)
+    plan_seconds = time.perf_counter() - t_plan
     tasks = plan.tasks()
     bar = start_progress(tasks, plan.resumed_frames, plan.total_frames, progress,
                          slots=min(workers, len(tasks)) if executor == "local" else 4)
@@ -138,16 +140,19 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
                           f"kept in {plan.work.path}", work_dir=str(plan.work.path)) from None
     finally:
         bar.close()
+    t_assemble = time.perf_counter()
     try:
         assemble(plan, overwrite=overwrite, progress=progress,
                  preview_sheet=Path(preview_sheet) if preview_sheet is not None else None)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while encoding; all {plan.total_frames} frames are kept "
                           f"in {plan.work.path}", work_dir=str(plan.work.path)) from None
+    assemble_seconds = time.perf_counter() - t_assemble
     records = job_records(plan)
     weights_source = next((o.weights_source for o in outcomes if o.weights_source),
                           "none needed (every frame was already done)")
     summary = summarise(records, time.perf_counter() - t_start, plan, device, weights_source)
+    summary.update(plan_seconds=plan_seconds, assemble_seconds=assemble_seconds)
     record_dict = {"summary": summary, "frames": records, "config": plan.config.to_dict()}
     finish_job(plan, keep_work)
     if stats is not None:
