@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 import traceback
 from typing import Any, NoReturn, Sequence
 
@@ -325,6 +326,20 @@ def _run_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warnings() -> None:
+    """Show each distinct warning once, as one line (the default is two lines per call site)."""
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+    warnings.showwarning = show  # type: ignore[assignment]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``strotss-video`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -335,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def _terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
 
+    _one_line_warnings()
     try:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _terminate)

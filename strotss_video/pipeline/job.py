@@ -7,6 +7,7 @@ process, in a local worker process or as a Ray task on another machine that sees
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
@@ -153,7 +154,24 @@ def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: b
     meta = {"key": key, "layout": LAYOUT_VERSION, "input": str(spec.input.resolve()),
             "style": str(spec.style) if isinstance(spec.style, Path) else "tensor",
             "start": repr(first), "end": repr(last), "created": time.time()}
-    work = WorkDir.open(Path(work_root), job_dir_name(spec.input, key), meta, fresh=fresh)
+    job_path = Path(work_root) / job_dir_name(spec.input, key)
+    existed = job_path.exists()
+    work = WorkDir.open(Path(work_root), job_path.name, meta, fresh=fresh)
+    try:
+        shots = _job_shots(spec, config, work, progress)
+    except BaseException:
+        if not existed:  # nothing was done: leave no empty job directory behind
+            shutil.rmtree(job_path, ignore_errors=True)
+        raise
+    plan = JobPlan(spec=spec, config=config, work=work, info=info, size=(ph, pw),
+                   out_size=out_size, shots=shots, resumed_frames=0)
+    plan.resumed_frames = plan.done_frames()
+    return plan
+
+
+def _job_shots(spec: JobSpec, config: Config, work: WorkDir, progress: bool) -> list[Shot]:
+    """The job's shots: stored by an earlier run, else found (and stored) now."""
+    first, last = spec.start, spec.end
     stored = work.stored_shots()
     if stored is not None:
         shots = [Shot(index=s["index"], start_frame=s["start_frame"], end_frame=s["end_frame"],
@@ -169,10 +187,7 @@ def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: b
         raise InputError(f"a style override names shot {bad[0]}, but {spec.input.name} has "
                          f"{len(shots)} shot(s) (0..{len(shots) - 1}); run `strotss-video shots` "
                          "to list them")
-    plan = JobPlan(spec=spec, config=config, work=work, info=info, size=(ph, pw),
-                   out_size=out_size, shots=shots, resumed_frames=0)
-    plan.resumed_frames = plan.done_frames()
-    return plan
+    return shots
 
 
 # ------------------------------------------------------------------------------ shot tasks

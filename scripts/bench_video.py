@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Benchmark the whole video pipeline on a generated clip (or --input): cold and warm seconds per
+frame, seconds per iteration at each scale, where the time goes, memory, throughput, and the
+measured floor of one iteration (bare VGG16 forward+backward + the loss's products, timed alone
+in the same process). Prints JSON.
+
+    python scripts/bench_video.py --device cpu --size 256 --frames 4 --iters 10 --warm-iters 10
+    python scripts/bench_video.py --device cuda --size 512 --frames 8
+
+Iteration counts can be reduced so a CPU run takes minutes; the per-iteration figures are then
+projected onto the configured schedule (``projected_*``: default 4 x 250 cold steps, 40 warm
+steps unless --preset/--config say otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+from bench_image import floor_terms  # noqa: E402
+from conftest import pattern_image, save_rgb  # noqa: E402
+from media import make_clip  # noqa: E402
+
+from strotss_video.config import build_config, flag_overrides  # noqa: E402
+from strotss_video.pipeline.runtime import load_extractor, resolve_device  # noqa: E402
+from strotss_video.pipeline.video import stylize_video  # noqa: E402
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--size", type=int, default=256, help="long side (--max-size)")
+    ap.add_argument("--frames", type=int, default=4)
+    ap.add_argument("--input", help="a video to use instead of the generated clip")
+    ap.add_argument("--style", help="a style image instead of the generated one")
+    ap.add_argument("--preset", help="preset whose counts are benchmarked (default: defaults)")
+    ap.add_argument("--config", help="YAML config on top of the preset")
+    ap.add_argument("--iters", type=int, help="measured cold steps per scale (reduced on CPU)")
+    ap.add_argument("--warm-iters", type=int, help="measured warm steps")
+    ap.add_argument("--scales", type=int)
+    args = ap.parse_args()
+
+    base = build_config(args.preset, args.config, flag_overrides({"max_size": args.size,
+                                                                  "scales": args.scales}))
+    measured = {"iters": args.iters, "warm_iters": args.warm_iters}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-video-"))
+    if args.input:
+        clip = Path(args.input)
+    else:
+        clip = tmp / "clip.mp4"
+        w = max(64, args.size + args.size % 2)
+        h = max(48, round(w * 9 / 16) // 2 * 2)
+        make_clip(clip, frames=args.frames, size=(w, h), shift=(2, 1), audio=True)
+    style = Path(args.style) if args.style else save_rgb(tmp / "style.png",
+                                                         pattern_image(512, 512, seed=2))
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    result = stylize_video(clip, style, tmp / "out.mp4", config=base, end=args.frames,
+                           progress=False, work_dir=tmp / "work", shots="none", device=str(device),
+                           **{k: v for k, v in measured.items() if v is not None})
+    wall = time.perf_counter() - t0
+    summary = result.stats["summary"]
+    frames = result.stats["frames"]
+    cfg = result.stats["config"]
+    cold = [f for f in frames if f["kind"] == "cold"]
+    warm = [f for f in frames if f["kind"] == "warm"]
+
+    # Seconds per iteration at each scale (cold frames), and at the final scale (warm frames).
+    per_scale: dict[int, list[float]] = {}
+    for f in cold:
+        for long_side, iters, seconds in f["scales"]:
+            per_scale.setdefault(int(long_side), []).append(seconds / max(iters, 1))
+    warm_iter = [f["scales"][-1][2] / max(f["scales"][-1][1], 1) for f in warm]
+    final_side = max(per_scale) if per_scale else args.size
+
+    def share(key: str) -> float:
+        return sum(f[key] for f in frames) / wall
+
+    extractor = share("vgg_seconds")
+    losses = share("loss_seconds")
+    flow = share("flow_seconds")
+    io = share("io_seconds") + (summary["plan_seconds"] + summary["assemble_seconds"]) / wall
+
+    model = load_extractor(base.runtime, device, progress=False).model
+    ph, pw = summary["processing_size"][1], summary["processing_size"][0]
+    from strotss_video.config import StrotssConfig
+    floor = floor_terms(model, (ph, pw), StrotssConfig(**cfg["strotss"]), model.dim, device,
+                        repeats=5)
+    pipeline_iter = _median(warm_iter) or _median(per_scale.get(final_side, []))
+
+    # Projection onto the configured schedule (the measured run may use fewer steps).
+    full = build_config(args.preset, args.config, flag_overrides({"max_size": args.size,
+                                                                  "scales": args.scales}))
+    sides = full.strotss.scale_sizes()
+    side_times = {s: _median(v) for s, v in per_scale.items()}
+    projected_cold = None
+    if all(side_times.get(s) for s in sides):
+        projected_cold = sum(side_times[s] * full.strotss.iters for s in sides)  # type: ignore[operator]
+    flow_per_warm = _median([f["flow_seconds"] for f in warm]) or 0.0
+    projected_warm = (pipeline_iter * full.temporal.warm_iters + flow_per_warm) \
+        if pipeline_iter else None
+    shot = 100
+    fph = 3600 * shot / (projected_cold + (shot - 1) * projected_warm) \
+        if projected_cold and projected_warm else None
+
+    print(json.dumps({
+        "benchmark": "bench_video", "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
+        "measured_iters": {"cold_per_scale": cfg["strotss"]["iters"],
+                           "warm": cfg["temporal"]["warm_iters"]},
+        "cold_seconds_median": _median([f["seconds"] for f in cold]),
+        "warm_seconds_median": _median([f["seconds"] for f in warm]),
+        "seconds_per_iteration_by_scale": {str(s): v for s, v in sorted(side_times.items())},
+        "warm_seconds_per_iteration": pipeline_iter,
+        "shares_of_wall": {"extractor_fwd_bwd": extractor, "losses": losses,
+                           "flow_mask_warp": flow, "decode_encode_io": io,
+                           "other_and_idle": 1 - extractor - losses - flow - io},
+        "flow_mask_warp_decode_encode_share": flow + io,
+        "wall_seconds": wall,
+        "peak_rss_mib": summary["peak_rss_mib"],
+        "peak_gpu_mib": summary["peak_gpu_mib"],
+        "floor_seconds": floor,
+        "ratio_iteration_to_floor": pipeline_iter / floor["total"] if pipeline_iter else None,
+        "projected_schedule": {"cold_iters_per_scale": full.strotss.iters,
+                               "scales": sides, "warm_iters": full.temporal.warm_iters},
+        "projected_cold_seconds": projected_cold,
+        "projected_warm_seconds": projected_warm,
+        "projected_warm_over_cold": projected_warm / projected_cold
+        if projected_cold and projected_warm else None,
+        "projected_frames_per_hour_100_frame_shot": fph,
+    }, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
