@@ -75,8 +75,8 @@ def main() -> None:
             seconds, frames = run(f"w{workers}-r{r}", workers)
             times[workers].append(seconds)
             default_frames[workers] = frames
-    _, same1 = run("w1-t1", 1, threads=1)
-    _, same2 = run("w2-t1", 2, threads=1)
+    single1, same1 = run("w1-t1", 1, threads=1)
+    single2, same2 = run("w2-t1", 2, threads=1)
     identical = sorted(same1) == sorted(same2) and all(np.array_equal(same1[k], same2[k])
                                                        for k in same1)
     a, b = default_frames[1], default_frames[2]
@@ -87,6 +87,8 @@ def main() -> None:
         "seconds_workers_1": times[1], "seconds_workers_2": times[2],
         "median_workers_1": med[1], "median_workers_2": med[2],
         "speedup": med[1] / med[2],
+        "seconds_workers_1_threads_1": single1, "seconds_workers_2_threads_1": single2,
+        "speedup_one_thread_per_worker": single1 / single2,
         "identical_frames_same_threads": identical,
         "max_pixel_diff_default_threads": max_diff,
         "work": str(tmp),
