@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
 from strotss_video.losses.ops import gram, unit_rows  # noqa: E402
-from strotss_video.pipeline.runtime import load_extractor, resolve_device  # noqa: E402
+from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
 from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize  # noqa: E402
 
 
@@ -105,10 +105,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output-points", type=int, default=1024)
     parser.add_argument("--style-points", type=int, default=5000)
+    parser.add_argument("--precision", choices=("float32", "mixed"), default="float32")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    extractor = load_extractor(RuntimeConfig(), device, progress=False).model
+    extractor, _ = extractor_for(RuntimeConfig(precision=args.precision), device, None, False)
     results = []
     for size in args.sizes:
         cfg = StrotssConfig(max_size=size, scales=1, iters=args.iters,
@@ -141,7 +142,7 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "output_points": args.output_points, "style_points": args.style_points,
+        "precision": args.precision, "output_points": args.output_points, "style_points": args.style_points,
         "iters": args.iters, "repeats": args.repeats, "sizes": results}, indent=2))
 
 

@@ -53,10 +53,11 @@ def main() -> None:
     ap.add_argument("--iters", type=int, help="measured cold steps per scale (reduced on CPU)")
     ap.add_argument("--warm-iters", type=int, help="measured warm steps")
     ap.add_argument("--scales", type=int)
+    ap.add_argument("--precision", choices=("float32", "mixed"))
     args = ap.parse_args()
 
-    base = build_config(args.preset, args.config, flag_overrides({"max_size": args.size,
-                                                                  "scales": args.scales}))
+    base = build_config(args.preset, args.config, flag_overrides({
+        "max_size": args.size, "scales": args.scales, "precision": args.precision}))
     measured = {"iters": args.iters, "warm_iters": args.warm_iters}
     tmp = Path(tempfile.mkdtemp(prefix="bench-video-"))
     if args.input:
@@ -125,10 +126,12 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
+        "precision": base.runtime.precision, "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
         "measured_iters": {"cold_per_scale": cfg["strotss"]["iters"],
                            "warm": cfg["temporal"]["warm_iters"]},
         "cold_seconds_median": _median([f["seconds"] for f in cold]),
+        "final_losses_median": {k: _median([f["losses"][k] for f in frames])
+                                for k in ("total", "style", "content")},
         "warm_seconds_median": _median([f["seconds"] for f in warm]),
         "seconds_per_iteration_by_scale": {str(s): v for s, v in sorted(side_times.items())},
         "warm_seconds_per_iteration": pipeline_iter,

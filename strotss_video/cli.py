@@ -78,6 +78,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     r.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    r.add_argument("--precision", choices=("float32", "mixed"),
+                   help="mixed: VGG16 in bfloat16 and TF32 products on CUDA (default float32)")
     r.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
     r.add_argument("--stats", metavar="FILE.json", help="write timings and losses as JSON")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -153,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="weight of the temporal consistency term (default 100)")
     tmp.add_argument("--warm-iters", type=_positive_int, metavar="N",
                      help="optimiser steps of each warm frame (default 40)")
+    tmp.add_argument("--adaptive-iters", type=_non_negative_float, metavar="A",
+                     help="extra warm steps where the frame is new: warm_iters * (1 + A * "
+                          "unreliable fraction) (default 0: fixed)")
     tmp.add_argument("--warm-lr", type=_positive_float, metavar="LR",
                      help="learning rate of warm frames (default 1e-3)")
     tmp.add_argument("--fill", choices=("blur", "texture", "content", "mean"),
@@ -224,7 +229,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
              "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "warm_lr", "fill", "flow",
              "long_term", "crf", "codec", "encoder_preset", "audio", "output_size",
              "shot_detector", "adaptive_threshold", "content_threshold", "min_shot_frames",
-             "reliable_floor", "threads")
+             "reliable_floor", "threads", "precision", "adaptive_iters")
     settings = {n: getattr(args, n, None) for n in names}
     temporal = getattr(args, "temporal", None)
     settings["temporal"] = None if temporal is None else temporal == "on"

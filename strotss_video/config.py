@@ -86,6 +86,9 @@ class RuntimeConfig:
     seed: int = 0
     vgg_weights: str | None = None
     """Explicit VGG16 state-dict file; else the resolver's sources in order."""
+    precision: str = "float32"
+    """float32, or mixed: VGG16 in bfloat16 autocast (maps returned as float32) and, on CUDA,
+    TF32 matrix products; distances, REMD and covariances stay float32."""
     threads: int = 0
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
     reductions sum in an order that depends on the thread count, so bit-identical frames across
@@ -93,6 +96,8 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         _non_negative("runtime.threads", self.threads)
+        if self.precision not in ("float32", "mixed"):
+            raise ConfigError(f"runtime.precision must be float32 or mixed (got {self.precision!r})")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"runtime.device must be auto, cpu or cuda (got {self.device!r})")
         _non_negative("runtime.seed", self.seed)
@@ -114,6 +119,9 @@ class TemporalConfig:
     """Weight of the temporal term (mean squared difference to the warped previous output)."""
     warm_iters: int = 40
     """Optimiser steps of a warm frame, at the final scale only."""
+    adaptive_iters: float = 0.0
+    """More warm steps where much of the frame is new: a warm frame runs
+    ``round(warm_iters * (1 + adaptive_iters * (1 - reliable fraction)))`` steps; 0 = fixed."""
     warm_lr: float = 1e-3
     """RMSprop learning rate of warm frames (RMSprop moves each pyramid value by about this
     much per step, so few steps need a larger rate to repaint newly visible areas)."""
@@ -135,6 +143,7 @@ class TemporalConfig:
         _non_negative("temporal.weight", self.weight)
         _positive("temporal.warm_iters", self.warm_iters)
         _positive("temporal.warm_lr", self.warm_lr)
+        _non_negative("temporal.adaptive_iters", self.adaptive_iters)
         _positive("temporal.early_stop_window", self.early_stop_window)
         _non_negative("temporal.early_stop_tol", self.early_stop_tol)
         for name, value, allowed in (("flow", self.flow, FLOW_METHODS),
@@ -319,6 +328,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "temporal_weight": ("temporal", "weight"),
     "warm_iters": ("temporal", "warm_iters"),
     "warm_lr": ("temporal", "warm_lr"),
+    "adaptive_iters": ("temporal", "adaptive_iters"),
     "fill": ("temporal", "fill"),
     "flow": ("temporal", "flow"),
     "long_term": ("temporal", "long_term"),
@@ -337,6 +347,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "seed": ("runtime", "seed"),
     "vgg_weights": ("runtime", "vgg_weights"),
     "threads": ("runtime", "threads"),
+    "precision": ("runtime", "precision"),
 }
 
 

@@ -231,7 +231,8 @@ def test_print_config_precedence(tmp_path: Path) -> None:
     assert s["output_points"] == 256  # the preset beats the default 1024
     assert s["scales"] == 2 and s["min_region_pixels"] == 50  # preset
     assert s["pyramid_levels"] == 5 and s["content_weight"] == 1.0  # defaults
-    assert r == {"device": "auto", "seed": 4, "vgg_weights": None, "threads": 0}
+    assert r == {"device": "auto", "seed": 4, "vgg_weights": None, "precision": "float32",
+                 "threads": 0}
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:

@@ -127,3 +127,27 @@ def test_scales_too_small_for_vgg_are_refused_up_front() -> None:
     check_scale_sizes(48, 64, plan)  # 24x32 at the first scale: fine
     with pytest.raises(ConfigError, match="below the 16 px"):
         check_scale_sizes(20, 64, plan)  # 10x32 at the first scale
+
+
+@pytest.mark.weights
+def test_mixed_precision_extractor_keeps_maps_float32_and_losses_close() -> None:
+    """bfloat16 VGG (runtime.precision=mixed) returns float32 maps and changes the optimised
+    losses only slightly; the model is restored to float32 afterwards."""
+    from strotss_video.config import RuntimeConfig
+    from strotss_video.pipeline.runtime import extractor_for
+
+    cfg = StrotssConfig(max_size=64, scales=1, iters=15, output_points=128, style_points=256)
+    g = torch.Generator().manual_seed(3)
+    content, style = torch.rand(1, 3, 48, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g)
+    results = {}
+    for precision in ("float32", "mixed"):
+        model, _ = extractor_for(RuntimeConfig(precision=precision), torch.device("cpu"), None,
+                                 False)
+        maps = model(content)
+        assert all(m.dtype == torch.float32 for m in maps)
+        bank = StyleBank(model, style, cfg, seed=1)
+        results[precision] = stylize(content, bank, model, cfg, seed=2, progress=False)
+    extractor_for(RuntimeConfig(), torch.device("cpu"), None, False)
+    f32, mixed = (results[p].scales[-1].losses for p in ("float32", "mixed"))
+    for term in ("total", "style", "content"):
+        assert mixed[term] == pytest.approx(f32[term], rel=0.05), term

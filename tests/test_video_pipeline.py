@@ -519,3 +519,14 @@ def test_cli_stylises_a_clip(cli_runs: dict[str, Outcome]) -> None:
     frames = decoded(case.out)
     assert len(frames) == 4
     assert [f.time for f in frames] == [Fraction(i, 30) for i in range(4)]
+
+
+def test_adaptive_warm_iterations_follow_the_reliable_fraction(cfr6: Clip, style: Path) -> None:
+    result = run(cfr6.path, None, style, adaptive_iters=3.0, warm_iters=4)
+    warm = [r for r in result.frames if r.kind == "warm"]
+    assert warm and all(r.reliable is not None for r in warm)
+    for r in warm:
+        assert r.iterations == max(1, round(4 * (1 + 3.0 * (1 - r.reliable))))
+    assert any(r.iterations > 4 for r in warm)  # the pan reveals new pixels every frame
+    fixed = run(cfr6.path, None, style, warm_iters=4)
+    assert all(r.iterations == 4 for r in fixed.frames if r.kind == "warm")

@@ -58,6 +58,9 @@ class VGGHypercolumns(nn.Module):
                 channels.append(ch)
         self.strides: tuple[int, ...] = tuple(strides)
         self.channels: tuple[int, ...] = tuple(channels)
+        self.autocast: torch.dtype | None = None
+        """Run the convolutions in this dtype (e.g. bfloat16) under autocast; the maps are
+        returned as float32, so distances, REMD and covariances stay float32."""
 
     @property
     def dim(self) -> int:
@@ -68,10 +71,14 @@ class VGGHypercolumns(nn.Module):
         # channels_last: oneDNN (CPU) and cuDNN (GPU) convolutions are faster in NHWC.
         x = ((image - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         out = [image]
-        for i, m in enumerate(self.body):
-            x = m(x)
-            if i in self.layers:
-                out.append(x)
+        with torch.autocast(image.device.type, dtype=self.autocast or torch.float32,
+                            enabled=self.autocast is not None):
+            for i, m in enumerate(self.body):
+                x = m(x)
+                if i in self.layers:
+                    out.append(x)
+        if self.autocast is not None:
+            out[1:] = [m.float() for m in out[1:]]
         return out
 
 

@@ -167,9 +167,11 @@ class VideoStylizer:
             else:
                 early = EarlyStop(self.temporal.early_stop_tol, self.temporal.early_stop_window) \
                     if self.temporal.early_stop_tol > 0 else None
+                iters = max(1, round(self.temporal.warm_iters *
+                                     (1 + self.temporal.adaptive_iters * (1 - reliable))))
                 result = stylize(content, self.bank, self.extractor, cfg,
-                                 plan=final_scale_plan(cfg, self.temporal.warm_iters,
-                                                       self.temporal.warm_lr), init=init,
+                                 plan=final_scale_plan(cfg, iters, self.temporal.warm_lr),
+                                 init=init,
                                  seed=seed, progress=False, pixel_loss=term, early_stop=early)
         if result is None:
             result = stylize(content, self.bank, self.extractor, cfg, seed=seed, progress=False)

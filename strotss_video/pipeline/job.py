@@ -30,6 +30,7 @@ from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, check_scale_sizes, def
 from ..tensorops import resize
 from .chain import FrameRecord, VideoStylizer, processing_size, to_tensor, to_uint8
 from .image import _load
+from .overlap import Committer, Prefetch
 from .runtime import extractor_for, resolve_device
 from .workdir import LAYOUT_VERSION, WorkDir, digest, file_digest, job_dir_name
 
@@ -253,25 +254,27 @@ def run_shot(task: ShotTask, *, extractor: FeatureExtractor | None = None,
             records = saved[1]
     previous = shot.start_frame + done - 1 if done else None
     computed = 0
-    t_io = time.perf_counter()
-    for frame in read_frames(task.input, shot.start_frame + done, shot.end_frame, size=task.size):
-        content = to_tensor(frame.image, device)
-        decode = time.perf_counter() - t_io
-        output, record = stylizer.frame(content, frame.index)
-        t_commit = time.perf_counter()
-        out = resize(output, task.out_size) if task.out_size != task.size else output
-        image = to_uint8(out)
-        state = stylizer.state()
-        record = replace(record, pts=frame.pts, io_seconds=decode)
-        records.append(vars(record))
-        work.commit_frame(frame.index, image, state, records, previous)
-        # The commit's cost is known only after it: stored with the next frame's state.
-        records[-1]["io_seconds"] += time.perf_counter() - t_commit
+    source = read_frames(task.input, shot.start_frame + done, shot.end_frame, size=task.size)
+    with Prefetch(source) as frames, Committer(work.commit_frame) as committer:
         t_io = time.perf_counter()
-        previous = frame.index
-        computed += 1
-        if on_frame is not None:
-            on_frame(task, record)
+        for frame in frames:
+            content = to_tensor(frame.image, device)
+            decode = time.perf_counter() - t_io
+            output, record = stylizer.frame(content, frame.index)
+            t_commit = time.perf_counter()
+            out = resize(output, task.out_size) if task.out_size != task.size else output
+            image = to_uint8(out)
+            # Copies: the commit runs in another thread while the next frame is optimised.
+            state = {k: v.copy() for k, v in stylizer.state().items()}
+            record = replace(record, pts=frame.pts,
+                             io_seconds=decode + time.perf_counter() - t_commit)
+            records.append(vars(record))
+            committer.submit(frame.index, image, state, list(records), previous)
+            t_io = time.perf_counter()
+            previous = frame.index
+            computed += 1
+            if on_frame is not None:
+                on_frame(task, record)
     if done + computed != shot.frames:
         raise StrotssError(f"{task.input.name}: shot {shot.index} should have {shot.frames} frames "
                            f"but {done + computed} were decoded; the file may have changed since "

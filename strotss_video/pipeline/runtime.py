@@ -51,10 +51,16 @@ def load_extractor(runtime: RuntimeConfig, device: torch.device, progress: bool 
 
 def extractor_for(runtime: RuntimeConfig, device: torch.device,
                   injected: FeatureExtractor | None, progress: bool) -> tuple[FeatureExtractor, str]:
-    """The injected extractor (tests), else the VGG16 one; with the weights' source."""
+    """The injected extractor (tests), else the VGG16 one; with the weights' source.
+    Applies ``runtime.precision`` (mixed: bfloat16 VGG, TF32 products on CUDA)."""
+    mixed = runtime.precision == "mixed"
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = mixed
+        torch.backends.cudnn.allow_tf32 = mixed
     if injected is not None:
         return injected, "injected extractor"
     loaded = load_extractor(runtime, device, progress=progress)
+    loaded.model.autocast = torch.bfloat16 if mixed else None  # type: ignore[attr-defined]
     return loaded.model, loaded.weights_source
 
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Prepare the one GPU run (on this machine, which reaches PyPI): wheels for the device machine's
+# Python 3.12 that its image lacks, and the VGG16 weights, into .whl/ (git-ignored). Then:
+#   device run, carry [".whl"], command: bash scripts/gpu_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+mkdir -p .whl
+PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
+           --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+           --platform manylinux_2_34_x86_64 --platform manylinux_2_31_x86_64)
+for spec in "av==$(.venv/bin/python -c 'import av; print(av.__version__)')" \
+            "kornia==$(.venv/bin/python -c 'import kornia; print(kornia.__version__)')" \
+            kornia_rs scenedetect platformdirs; do
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp "${PLATFORMS[@]}" -d .whl "$spec" 2>/dev/null \
+  || python3 -m pip download -q --no-deps --only-binary=:all: -d .whl "$spec"
+done
+.venv/bin/python -m strotss_video weights --quiet | sed -n 's/^path: *//p' | xargs -I{} cp {} .whl/vgg16.pth
+ls -la .whl
+du -sh .whl
