@@ -272,12 +272,23 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         raise ValueError(f"no sample points at {w}x{h}")
     point_regions = labels[candidates[:, 1], candidates[:, 0]].to(device) if labels is not None \
         else None
+    # Every step's points, drawn up front (the same draws, in the same order, as one per step).
+    subsets = [subset(candidates.shape[0], cfg.output_points, gen) for _ in range(step.iters)]
     with torch.no_grad():
-        content_unit = unit_rows(read_bilinear(extractor(content), strides, candidates))
+        # The content's hypercolumns are needed only where some step samples: a short (warm)
+        # schedule reads a fraction of the candidates. Row lookup maps candidate -> row.
+        used = torch.unique(torch.cat(subsets)) if subsets else torch.zeros(0, dtype=torch.long)
+        if used.numel() < candidates.shape[0] // 2:
+            rows = torch.full((candidates.shape[0],), -1, dtype=torch.long)
+            rows[used] = torch.arange(used.numel())
+            content_unit = unit_rows(read_bilinear(extractor(content), strides, candidates[used]))
+        else:
+            rows = None
+            content_unit = unit_rows(read_bilinear(extractor(content), strides, candidates))
         # With few candidates, all their pairwise similarities cost less memory than a GEMM
         # per step; each step's target is then a gather.
         content_sim = torch.mm(content_unit, content_unit.t()) \
-            if candidates.shape[0] <= PRECOMPUTE_SIMILARITY_MAX else None
+            if content_unit.shape[0] <= PRECOMPUTE_SIMILARITY_MAX else None
     candidates_dev = candidates.to(device)
 
     pyramid = [p.detach().clone().requires_grad_(True)
@@ -292,7 +303,9 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
     history: list[torch.Tensor] = []
     done = 0
     for it in range(step.iters):
-        idx = subset(candidates.shape[0], cfg.output_points, gen).to(device)
+        idx = subsets[it].to(device)
+        # Rows of the content tables for these points (the same points when all were read).
+        crow = rows[subsets[it]].to(device) if rows is not None else idx
         image = recompose(pyramid)
         t0 = clock.mark()
         maps = extractor(image)
@@ -302,9 +315,9 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         a = torch.cat(columns, dim=1)
         with torch.no_grad():
             if content_sim is not None:
-                target = normalise_columns(1.0 - content_sim[idx][:, idx])
+                target = normalise_columns(1.0 - content_sim[crow][:, crow])
             else:
-                target = self_similarity(content_unit[idx])
+                target = self_similarity(content_unit[crow])
         terms = strotss_loss(a, target, targets, step.alpha,
                              point_regions[idx] if point_regions is not None else None,
                              rgb=columns[0])
