@@ -105,7 +105,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output-points", type=int, default=1024)
     parser.add_argument("--style-points", type=int, default=5000)
-    parser.add_argument("--precision", choices=("float32", "mixed"), default="float32")
+    parser.add_argument("--precision", choices=("auto", "float32", "mixed"), default="float32",
+                        help="float32 keeps the image-core figures comparable across machines")
     args = parser.parse_args()
 
     device = resolve_device(args.device)

@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, help="measured cold steps per scale (reduced on CPU)")
     ap.add_argument("--warm-iters", type=int, help="measured warm steps")
     ap.add_argument("--scales", type=int)
-    ap.add_argument("--precision", choices=("float32", "mixed"))
+    ap.add_argument("--precision", choices=("auto", "float32", "mixed"))
     args = ap.parse_args()
 
     base = build_config(args.preset, args.config, flag_overrides({
@@ -126,7 +126,7 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "precision": base.runtime.precision, "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
+        "precision": summary["precision"], "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
         "measured_iters": {"cold_per_scale": cfg["strotss"]["iters"],
                            "warm": cfg["temporal"]["warm_iters"]},
         "cold_seconds_median": _median([f["seconds"] for f in cold]),

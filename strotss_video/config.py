@@ -86,9 +86,11 @@ class RuntimeConfig:
     seed: int = 0
     vgg_weights: str | None = None
     """Explicit VGG16 state-dict file; else the resolver's sources in order."""
-    precision: str = "float32"
-    """float32, or mixed: VGG16 in bfloat16 autocast (maps returned as float32) and, on CUDA,
-    TF32 matrix products; distances, REMD and covariances stay float32."""
+    precision: str = "auto"
+    """float32; mixed: VGG16 in bfloat16 autocast (maps returned as float32) and, on CUDA, TF32
+    matrix products, while distances, REMD and covariances stay float32; auto: mixed on CPUs
+    with native bfloat16 (AMX or AVX512-BF16), float32 elsewhere (CUDA included, until
+    measured there)."""
     threads: int = 0
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
     reductions sum in an order that depends on the thread count, so bit-identical frames across
@@ -96,8 +98,9 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         _non_negative("runtime.threads", self.threads)
-        if self.precision not in ("float32", "mixed"):
-            raise ConfigError(f"runtime.precision must be float32 or mixed (got {self.precision!r})")
+        if self.precision not in ("auto", "float32", "mixed"):
+            raise ConfigError(f"runtime.precision must be auto, float32 or mixed "
+                              f"(got {self.precision!r})")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"runtime.device must be auto, cpu or cuda (got {self.device!r})")
         _non_negative("runtime.seed", self.seed)

@@ -30,6 +30,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> 'mixed' on CPUs with native bfloat16 (measured: same losses within ~1%, warm
+    frames ~1.35x faster; README: Performance), else 'float32'."""
+    if precision != "auto":
+        return precision
+    if device.type == "cpu":
+        native = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or \
+            getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        return "mixed" if native else "float32"
+    return "float32"
+
+
 @dataclass(frozen=True)
 class Extractor:
     model: FeatureExtractor
@@ -53,7 +65,7 @@ def extractor_for(runtime: RuntimeConfig, device: torch.device,
                   injected: FeatureExtractor | None, progress: bool) -> tuple[FeatureExtractor, str]:
     """The injected extractor (tests), else the VGG16 one; with the weights' source.
     Applies ``runtime.precision`` (mixed: bfloat16 VGG, TF32 products on CUDA)."""
-    mixed = runtime.precision == "mixed"
+    mixed = resolve_precision(runtime.precision, device) == "mixed"
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = mixed
         torch.backends.cudnn.allow_tf32 = mixed

@@ -30,7 +30,7 @@ from .executors import run_tasks, start_progress
 from .image import ImageLike
 from .job import (SHEET_FRAMES, JobPlan, JobSpec, assemble, finish_job, job_records, parse_bound,
                   plan_job)
-from .runtime import check_output_path, resolve_device
+from .runtime import check_output_path, resolve_device, resolve_precision
 from .workdir import default_work_root
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov")
@@ -152,7 +152,8 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     weights_source = next((o.weights_source for o in outcomes if o.weights_source),
                           "none needed (every frame was already done)")
     summary = summarise(records, time.perf_counter() - t_start, plan, device, weights_source)
-    summary.update(plan_seconds=plan_seconds, assemble_seconds=assemble_seconds)
+    summary.update(plan_seconds=plan_seconds, assemble_seconds=assemble_seconds,
+                   precision=resolve_precision(config.runtime.precision, device))
     record_dict = {"summary": summary, "frames": records, "config": plan.config.to_dict()}
     finish_job(plan, keep_work)
     if stats is not None:

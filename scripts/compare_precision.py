@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Quality and speed of --precision mixed against float32 on real clips; prints JSON.
+
+For each clip: stylise the first N frames (temporal on) with each precision, then compare the
+final loss terms (mean over frames) and the warping error (scripts/evaluate.py), and the time.
+
+    python scripts/compare_precision.py ../shared/data/videos/*.mp4 \
+        --style ../shared/data/styles/udnie.jpg --frames 16 --preset preview --max-size 192
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMS = ("total", "style", "content", "temporal")
+
+
+def _run(args: list[str]) -> str:
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    out = Path(opts.out)
+    runs: dict[str, dict[str, Any]] = {}
+    for precision in ("float32", "mixed"):
+        path = out / f"{video.stem}_{precision}.mp4"
+        _run([sys.executable, "-m", "strotss_video", str(video), str(opts.style), str(path),
+              "--preset", opts.preset, "--max-size", str(opts.max_size), "--end",
+              str(opts.frames), "--precision", precision, "--stats",
+              str(path.with_suffix(".json")), "--overwrite", "--quiet", "--fresh",
+              "--work-dir", str(out / "work")])
+        stats = json.loads(path.with_suffix(".json").read_text())
+        frames = stats["frames"]
+        runs[precision] = {
+            "seconds": stats["summary"]["seconds"],
+            "mean_warm_seconds": stats["summary"]["mean_warm_seconds"],
+            "mean_cold_seconds": stats["summary"]["mean_cold_seconds"],
+            "losses": {t: statistics.mean(f["losses"][t] for f in frames if t in f["losses"])
+                       for t in TERMS if any(t in f["losses"] for f in frames)},
+        }
+    warp = json.loads(_run([sys.executable, "scripts/evaluate.py", str(video),
+                            str(out / f"{video.stem}_float32.mp4"),
+                            str(out / f"{video.stem}_mixed.mp4"), "--names", "float32", "mixed",
+                            "--end", str(opts.frames)]))
+    f32, mixed = runs["float32"], runs["mixed"]
+    return {
+        "video": video.stem, "runs": runs,
+        "warping_error": {k: warp["outputs"][k]["mean"] for k in ("float32", "mixed")},
+        "change": {
+            **{f"loss_{t}": mixed["losses"][t] / f32["losses"][t] - 1 for t in f32["losses"]},
+            "warping_error": warp["outputs"]["mixed"]["mean"] / warp["outputs"]["float32"]["mean"]
+            - 1,
+        },
+        "speedup_total": f32["seconds"] / mixed["seconds"],
+        "speedup_warm": f32["mean_warm_seconds"] / mixed["mean_warm_seconds"],
+        "speedup_cold": f32["mean_cold_seconds"] / mixed["mean_cold_seconds"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("videos", nargs="+", type=Path)
+    parser.add_argument("--style", type=Path, required=True)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--preset", default="preview")
+    parser.add_argument("--max-size", type=int, default=192)
+    parser.add_argument("--out", default="out/precision")
+    opts = parser.parse_args()
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    rows = [measure(v, opts) for v in opts.videos]
+    keys = rows[0]["change"].keys()
+    print(json.dumps({
+        "preset": opts.preset, "max_size": opts.max_size, "frames": opts.frames,
+        "max_abs_change": {k: max(abs(r["change"][k]) for r in rows) for k in keys},
+        "median_speedup_warm": statistics.median(r["speedup_warm"] for r in rows),
+        "median_speedup_total": statistics.median(r["speedup_total"] for r in rows),
+        "videos": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
