@@ -45,10 +45,13 @@ class BatchProgress:
         gained = 0
         for task in self.tasks:
             key = (str(task.work), task.shot.index)
-            work = WorkDir(task.work)
-            n = task.shot.frames if work.shot_done(task.shot.index) else \
-                work.finished_prefix(task.shot.start_frame, task.shot.end_frame)
-            gained += n - self._counts.get(key, 0)
+            before = self._counts.get(key, 0)
+            if before == task.shot.frames:
+                continue
+            # Frames finish in order: only look past the ones already counted.
+            n = before + WorkDir(task.work).finished_prefix(task.shot.start_frame + before,
+                                                            task.shot.end_frame)
+            gained += n - before
             self._counts[key] = n
         if gained > 0:
             self.bar.update(gained)

@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -161,12 +161,6 @@ class WorkDir:
             n += 1
         return n
 
-    def count_frames(self) -> int:
-        try:
-            return sum(1 for e in os.scandir(self.frames) if e.name.endswith(".png"))
-        except OSError:
-            return 0
-
     def read_frame(self, index: int) -> np.ndarray | None:
         """uint8 RGB (H,W,3) of a finished frame, or None."""
         return read_png_rgb(self.frame_path(index))
@@ -214,8 +208,3 @@ class WorkDir:
         """Free the space of frames, states and records; ``job.json``/``done.json`` stay."""
         for d in (self.frames, self.states, self.shot_dir):
             shutil.rmtree(d, ignore_errors=True)
-
-    def iter_frame_indices(self) -> Iterator[int]:
-        for e in os.scandir(self.frames):
-            if e.name.endswith(".png") and e.name[:-4].isdigit():
-                yield int(e.name[:-4])
