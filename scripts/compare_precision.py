@@ -13,20 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from acceptance_video import _run  # noqa: E402
+
 TERMS = ("total", "style", "content", "temporal")
-
-
-def _run(args: list[str]) -> str:
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-2000:]}")
-    return proc.stdout
 
 
 def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:

@@ -281,17 +281,20 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any], origin: str) -
     return replace(config, **sections)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config with ``safe_load``; an empty file is an empty mapping."""
+def load_yaml(path: str | Path, what: str = "config file",
+              hint: str = "pass an existing YAML file to --config",
+              fix: str = "fix the file or drop --config") -> Any:
+    """Read YAML with ``safe_load`` (never arbitrary objects); an empty file is an empty
+    mapping. ``what``/``hint``/``fix`` word the one-line errors for the caller's file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {p} not found; pass an existing YAML file to --config")
+        raise ConfigError(f"{what} {p} not found; {hint}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"{p} is not valid YAML{line}; fix the file or drop --config") from None
+        raise ConfigError(f"{p} is not valid YAML{line}; {fix}") from None
     return {} if data is None else data
 
 

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from ..config import FLAG_FIELDS, Config, apply_overrides, build_config, flag_overrides
+from ..config import (FLAG_FIELDS, Config, apply_overrides, build_config, flag_overrides,
+                      load_yaml)
 from ..errors import ConfigError, Interrupted, StrotssError
 from ..files import atomic_write_bytes
 from .executors import run_tasks, start_progress
@@ -102,14 +101,7 @@ def load_manifest(path: str | os.PathLike[str], *, preset: str | None = None,
                   config_file: str | os.PathLike[str] | None = None) -> list[JobSpec]:
     """Parse and validate a manifest into job specs (no work is done)."""
     manifest = Path(path)
-    if not manifest.is_file():
-        raise ConfigError(f"manifest {manifest} not found; pass an existing YAML file")
-    try:
-        data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{manifest} is not valid YAML{line}; fix the manifest") from None
+    data = load_yaml(manifest, "manifest", "pass an existing YAML file", "fix the manifest")
     if isinstance(data, list):
         data = {"jobs": data}
     if not isinstance(data, Mapping) or not isinstance(data.get("jobs"), list) or not data["jobs"]:
