@@ -82,14 +82,19 @@ def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def clip_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The options shared by the scripts that stylise real clips and compare the results."""
     parser.add_argument("videos", nargs="+", type=Path)
     parser.add_argument("--style", type=Path, required=True)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--preset", default="preview")
     parser.add_argument("--max-size", type=int, default=192)
-    parser.add_argument("--out", default="out/acceptance")
+    parser.add_argument("--out", default=out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    clip_arguments(parser, "out/acceptance")
     parser.add_argument("--extra", default="",
                         help='options passed to strotss-video, e.g. --extra="--warm-iters 10"')
     parser.add_argument("--off-from", metavar="DIR",

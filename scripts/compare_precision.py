@@ -19,7 +19,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from acceptance_video import _run  # noqa: E402
+from acceptance_video import _run, clip_arguments  # noqa: E402
 
 TERMS = ("total", "style", "content", "temporal")
 
@@ -64,12 +64,7 @@ def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("videos", nargs="+", type=Path)
-    parser.add_argument("--style", type=Path, required=True)
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--preset", default="preview")
-    parser.add_argument("--max-size", type=int, default=192)
-    parser.add_argument("--out", default="out/precision")
+    clip_arguments(parser, "out/precision")
     opts = parser.parse_args()
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     rows = [measure(v, opts) for v in opts.videos]
