@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--style-points", type=int, default=5000)
     parser.add_argument("--precision", choices=("auto", "float32", "mixed"), default="float32",
                         help="float32 keeps the image-core figures comparable across machines")
+    parser.add_argument("--cuda-graphs", choices=("on", "off"), default="on",
+                        help="on CUDA, also time the steps replayed as a CUDA graph")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -120,22 +122,32 @@ def main() -> None:
         bank = StyleBank(extractor, style, cfg)
         bank.targets(size)  # constant per scale: excluded from the per-iteration time
         plan = [ScaleStep(size, args.iters, cfg.final_lr, 2.0, add_content_band=True)]
-        stylize(content, bank, extractor, cfg, plan=plan, progress=False)  # warm-up
-        runs = []
-        for r in range(args.repeats):
-            rep = stylize(content, bank, extractor, cfg, plan=plan, seed=r, progress=False).scales[0]
-            runs.append(rep)
-        per_iter = statistics.median(r.loop_seconds / r.iterations for r in runs)
+        modes = ["off", "on"] if device.type == "cuda" and args.cuda_graphs == "on" else ["off"]
+        per_mode: dict[str, float] = {}
+        for mode in modes:
+            stylize(content, bank, extractor, cfg, plan=plan, progress=False,
+                    graphs=mode)  # warm-up
+            runs = [stylize(content, bank, extractor, cfg, plan=plan, seed=r, progress=False,
+                            graphs=mode).scales[0] for r in range(args.repeats)]
+            if mode == "off":
+                eager = runs
+            per_mode[mode] = statistics.median(r.loop_seconds / r.iterations for r in runs)
+        runs = eager
+        per_iter = min(per_mode.values())
+        # Clock marks exist only for eager steps: shares come from the eager runs.
         vgg = statistics.median(r.vgg_seconds / r.loop_seconds for r in runs)
         loss = statistics.median(r.loss_seconds / r.loop_seconds for r in runs)
         floor = floor_terms(extractor, (runs[0].height, runs[0].width), cfg, extractor.dim, device,
                             repeats=max(5, args.repeats))
         results.append({
             "long_side": size, "height": runs[0].height, "width": runs[0].width,
-            "seconds_per_iteration": round(per_iter, 4),
+            "seconds_per_iteration": round(per_iter, 6),
+            "seconds_per_iteration_eager": round(per_mode["off"], 6),
+            "seconds_per_iteration_cuda_graph": round(per_mode["on"], 6) if "on" in per_mode
+            else None,
             "extractor_share": round(vgg, 3), "loss_share": round(loss, 3),
             "other_share": round(1 - vgg - loss, 3),
-            "floor_seconds": {k: round(v, 4) for k, v in floor.items()},
+            "floor_seconds": {k: round(v, 6) for k, v in floor.items()},
             "ratio_to_floor": round(per_iter / floor["total"], 3),
         })
     print(json.dumps({

@@ -54,10 +54,12 @@ def main() -> None:
     ap.add_argument("--warm-iters", type=int, help="measured warm steps")
     ap.add_argument("--scales", type=int)
     ap.add_argument("--precision", choices=("auto", "float32", "mixed"))
+    ap.add_argument("--cuda-graphs", choices=("auto", "on", "off"))
     args = ap.parse_args()
 
     base = build_config(args.preset, args.config, flag_overrides({
-        "max_size": args.size, "scales": args.scales, "precision": args.precision}))
+        "max_size": args.size, "scales": args.scales, "precision": args.precision,
+        "cuda_graphs": args.cuda_graphs}))
     measured = {"iters": args.iters, "warm_iters": args.warm_iters}
     tmp = Path(tempfile.mkdtemp(prefix="bench-video-"))
     if args.input:
@@ -126,7 +128,8 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "precision": summary["precision"], "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
+        "precision": summary["precision"], "cuda_graphs": cfg["runtime"]["cuda_graphs"],
+        "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
         "measured_iters": {"cold_per_scale": cfg["strotss"]["iters"],
                            "warm": cfg["temporal"]["warm_iters"]},
         "cold_seconds_median": _median([f["seconds"] for f in cold]),

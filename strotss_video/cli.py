@@ -81,6 +81,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     r.add_argument("--precision", choices=("auto", "float32", "mixed"),
                    help="mixed: VGG16 in bfloat16 (and TF32 products on CUDA); auto (default): "
                         "mixed on CPUs with native bfloat16, else float32")
+    r.add_argument("--cuda-graphs", choices=("auto", "on", "off"),
+                   help="replay each scale's optimisation step as a CUDA graph (default auto: "
+                        "on for CUDA, eager if capture fails)")
     r.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
     r.add_argument("--stats", metavar="FILE.json", help="write timings and losses as JSON")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -230,7 +233,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
              "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "warm_lr", "fill", "flow",
              "long_term", "crf", "codec", "encoder_preset", "audio", "output_size",
              "shot_detector", "adaptive_threshold", "content_threshold", "min_shot_frames",
-             "reliable_floor", "threads", "precision", "adaptive_iters")
+             "reliable_floor", "threads", "precision", "adaptive_iters", "cuda_graphs")
     settings = {n: getattr(args, n, None) for n in names}
     temporal = getattr(args, "temporal", None)
     settings["temporal"] = None if temporal is None else temporal == "on"

@@ -91,6 +91,11 @@ class RuntimeConfig:
     matrix products, while distances, REMD and covariances stay float32; auto: mixed on CPUs
     with native bfloat16 (AMX or AVX512-BF16), float32 elsewhere (CUDA included, until
     measured there)."""
+    cuda_graphs: str = "auto"
+    """on CUDA, replay each scale's optimisation step as one CUDA graph (no launch overhead):
+    auto = on for CUDA without guidance masks, falling back to eager steps with a warning if
+    capture fails; on = the same, and an error if capture fails; off = eager steps. The
+    arithmetic is the same either way. Ignored on CPU."""
     threads: int = 0
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
     reductions sum in an order that depends on the thread count, so bit-identical frames across
@@ -98,6 +103,9 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         _non_negative("runtime.threads", self.threads)
+        if self.cuda_graphs not in ("auto", "on", "off"):
+            raise ConfigError(f"runtime.cuda_graphs must be auto, on or off "
+                              f"(got {self.cuda_graphs!r})")
         if self.precision not in ("auto", "float32", "mixed"):
             raise ConfigError(f"runtime.precision must be auto, float32 or mixed "
                               f"(got {self.precision!r})")
@@ -354,6 +362,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "vgg_weights": ("runtime", "vgg_weights"),
     "threads": ("runtime", "threads"),
     "precision": ("runtime", "precision"),
+    "cuda_graphs": ("runtime", "cuda_graphs"),
 }
 
 

@@ -144,14 +144,16 @@ def test_cosine_cost_matrix_matches_loops() -> None:
 @pytest.mark.parametrize("n,m,branch", BRANCHES)
 @pytest.mark.parametrize("pass_transpose", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("branchless", [False, True])
 def test_remd_cosine_value_and_grad_wrt_unit_rows(n: int, m: int, branch: str,
-                                                  pass_transpose: bool, dtype: torch.dtype) -> None:
+                                                  pass_transpose: bool, dtype: torch.dtype,
+                                                  branchless: bool) -> None:
     a_unit = normalised(randn(n, 5, seed=n))
     b_unit = normalised(randn(m, 5, seed=100 + m))
     assert remd_branch(brute_matrix(a_unit, b_unit, cosine_distance)) == branch
     b_fn = b_unit.to(dtype)
     b_t = b_fn.t().contiguous() if pass_transpose else None
-    assert_value_and_grad(lambda a: remd_cosine(a, b_fn, b_t),
+    assert_value_and_grad(lambda a: remd_cosine(a, b_fn, b_t, branchless),
                           lambda a: brute_remd(brute_matrix(a, b_unit, dot_distance)),
                           a_unit, dtype)
 
@@ -181,7 +183,9 @@ def _euclid_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("n,m,branch", BRANCHES)
 @pytest.mark.parametrize("costs", ["cosine", "euclidean"])
-def test_relaxed_emd_value_and_grad(n: int, m: int, branch: str, costs: str) -> None:
+@pytest.mark.parametrize("branchless", [False, True])
+def test_relaxed_emd_value_and_grad(n: int, m: int, branch: str, costs: str,
+                                    branchless: bool) -> None:
     if costs == "cosine":
         a, b = normalised(randn(n, 4, seed=n)), normalised(randn(m, 4, seed=50 + m))
         matrix, pairs, brute = cosine_cost_matrix, cosine_cost_pairs, dot_distance
@@ -189,7 +193,7 @@ def test_relaxed_emd_value_and_grad(n: int, m: int, branch: str, costs: str) -> 
         a, b = randn(n, 4, seed=n), randn(m, 4, seed=50 + m)
         matrix, pairs, brute = _euclid_matrix, _euclid_pairs, euclidean_distance
     assert remd_branch(brute_matrix(a, b, brute)) == branch
-    assert_value_and_grad(lambda x: relaxed_emd(x, b, matrix, pairs),
+    assert_value_and_grad(lambda x: relaxed_emd(x, b, matrix, pairs, branchless),
                           lambda x: brute_remd(brute_matrix(x, b, brute)), a)
 
 
@@ -199,11 +203,13 @@ def test_relaxed_emd_value_and_grad(n: int, m: int, branch: str, costs: str) -> 
 
 @pytest.mark.parametrize("n,m,branch", BRANCHES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_remd_palette_value_and_grad(n: int, m: int, branch: str, dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("branchless", [False, True])
+def test_remd_palette_value_and_grad(n: int, m: int, branch: str, dtype: torch.dtype,
+                                     branchless: bool) -> None:
     a, b = rand(n, 3, seed=n), rand(m, 3, seed=30 + m)
     assert remd_branch(brute_matrix(a, b, palette_distance)) == branch
     b_fn = b.to(dtype)
-    assert_value_and_grad(lambda x: remd_palette(x, b_fn),
+    assert_value_and_grad(lambda x: remd_palette(x, b_fn, branchless),
                           lambda x: brute_remd(brute_matrix(x, b, palette_distance)), a, dtype)
 
 

@@ -345,8 +345,8 @@ def test_long_term_chain_is_bounded_and_extra_term_is_used(
             super().__init__(*args, **kwargs)
             made.append(self)
 
-        def frame(self, content: torch.Tensor, index: int) -> Any:
-            output = super().frame(content, index)
+        def frame(self, content: torch.Tensor, index: int, flows: Any = None) -> Any:
+            output = super().frame(content, index, flows)
             depths.append(len(self.chain.inputs))
             return output
 
@@ -530,3 +530,38 @@ def test_adaptive_warm_iterations_follow_the_reliable_fraction(cfr6: Clip, style
     assert any(r.iterations > 4 for r in warm)  # the pan reveals new pixels every frame
     fixed = run(cfr6.path, None, style, warm_iters=4)
     assert all(r.iterations == 4 for r in fixed.frames if r.kind == "warm")
+
+
+def test_flows_computed_ahead_give_the_same_frames(cfr6: Clip, style: Path) -> None:
+    """Input flows computed ahead (as the decode thread does) equal those computed in the
+    chain, and the stylised frames are identical."""
+    from strotss_video.config import build_config, flag_overrides
+    from strotss_video.flow import make_flow
+    from strotss_video.pipeline.chain import flows_ahead
+    from strotss_video.stylize.optimize import StyleBank
+
+    config = build_config(None, None, flag_overrides({**TINY, "long_term": (1, 3),
+                                                      "device": "cpu"}))
+    h, w = processing_size(H, W, config.strotss.max_size)
+    frames = [to_tensor(f.image, torch.device("cpu")) for f in read_frames(cfr6.path, size=(h, w))]
+    extractor = TinyExtractor()
+    style_t = to_tensor(cv2.cvtColor(cv2.imread(str(style)), cv2.COLOR_BGR2RGB),
+                        torch.device("cpu"))
+    flow = make_flow("dis", preset="fast")
+    outputs = []
+    for ahead in (False, True):
+        stylizer = VideoStylizer(config, StyleBank(extractor, style_t, config.strotss), extractor,
+                                 flow)
+        assert stylizer.flow_distances == (1, 3)
+        run_frames = []
+        stream = flows_ahead(frames, lambda t: t, flow, stylizer.flow_distances) if ahead \
+            else ((t, None, 0.0) for t in frames)
+        for i, (content, flows, _) in enumerate(stream):
+            if ahead:
+                assert sorted(flows) == [d for d in (1, 3) if d <= i]
+                for d, (fw, bw) in flows.items():
+                    assert torch.equal(fw, flow(frames[i - d], content))
+                    assert torch.equal(bw, flow(content, frames[i - d]))
+            run_frames.append(stylizer.frame(content, i, flows)[0])
+        outputs.append(run_frames)
+    assert all(torch.equal(a, b) for a, b in zip(*outputs))

@@ -71,8 +71,10 @@ class VGGHypercolumns(nn.Module):
         # channels_last: oneDNN (CPU) and cuDNN (GPU) convolutions are faster in NHWC.
         x = ((image - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         out = [image]
+        # No cast cache: each weight is cast once per forward anyway, and a cache would leak
+        # tensors out of a CUDA graph capture.
         with torch.autocast(image.device.type, dtype=self.autocast or torch.float32,
-                            enabled=self.autocast is not None):
+                            enabled=self.autocast is not None, cache_enabled=False):
             for i, m in enumerate(self.body):
                 x = m(x)
                 if i in self.layers:

@@ -28,30 +28,36 @@ def cosine_cost_pairs(a_unit: torch.Tensor, b_unit: torch.Tensor) -> torch.Tenso
 
 
 def relaxed_emd(a: torch.Tensor, b: torch.Tensor, cost_matrix: PairCost,
-                cost_pairs: PairCost) -> torch.Tensor:
+                cost_pairs: PairCost, branchless: bool | None = None) -> torch.Tensor:
     """``max(mean_i min_j C_ij, mean_j min_i C_ij)`` for ``C = cost_matrix(a, b)``.
 
     a (N,D) may require grad; b (M,D) is a constant target. ``cost_pairs`` must give the
-    same values as the matrix on aligned rows."""
+    same values as the matrix on aligned rows. ``branchless`` (default: on CUDA) evaluates
+    both sides and selects on the device, so the GPU never waits for the host (and the step
+    can be captured in a CUDA graph); the value and gradient are the same."""
     with torch.no_grad():
         cost = cost_matrix(a, b)
         row_min, row_arg = cost.min(dim=1)
         col_min, col_arg = cost.min(dim=0)
-        use_rows = bool(row_min.mean() >= col_min.mean())
-    if use_rows:
+        use_rows = row_min.mean() >= col_min.mean()
+    if branchless if branchless is not None else a.is_cuda:
+        return torch.where(use_rows, cost_pairs(a, b[row_arg]).mean(),
+                           cost_pairs(a[col_arg], b).mean())
+    if bool(use_rows):
         return cost_pairs(a, b[row_arg]).mean()
     return cost_pairs(a[col_arg], b).mean()
 
 
 def remd_cosine(a_unit: torch.Tensor, b_unit: torch.Tensor,
-                b_unit_t: torch.Tensor | None = None) -> torch.Tensor:
+                b_unit_t: torch.Tensor | None = None, branchless: bool | None = None) -> torch.Tensor:
     """Relaxed EMD with cosine cost on unit hypercolumns. (N,D),(M,D) -> scalar.
 
     Same value and gradient as :func:`relaxed_emd` with the cosine cost, but each branch is
     one elementwise product with a constant: the column branch sums, for every output point,
     the style points it is nearest to, instead of gathering M rows of ``a`` (whose backward is
     a slow serial scatter). ``b_unit_t`` (D,M), the contiguous transpose, makes that sum a
-    parallel ``index_add`` along the last dimension."""
+    parallel ``index_add`` along the last dimension. ``branchless`` (default: on CUDA) builds
+    both partners and selects on the device: no host sync, same value and gradient."""
     with torch.no_grad():
         if b_unit_t is None:
             b_unit_t = b_unit.t().contiguous()
@@ -59,13 +65,20 @@ def remd_cosine(a_unit: torch.Tensor, b_unit: torch.Tensor,
         row_max, row_arg = sim.max(dim=1)
         col_max, col_arg = sim.max(dim=0)
         # min cost = 1 - max similarity: the larger mean of minima is the smaller mean of maxima.
-        if bool(row_max.mean() <= col_max.mean()):
-            partner = b_unit[row_arg]
-            count = a_unit.shape[0]
+        use_rows = row_max.mean() <= col_max.mean()
+        both = branchless if branchless is not None else a_unit.is_cuda
+        if both or bool(use_rows):
+            by_rows = b_unit[row_arg]
+        if both or not bool(use_rows):
+            by_cols = a_unit.new_zeros(b_unit_t.shape[0], a_unit.shape[0]) \
+                .index_add_(1, col_arg, b_unit_t).t()
+        if both:
+            partner = torch.where(use_rows, by_rows, by_cols)
+            count = torch.where(use_rows, a_unit.shape[0], b_unit.shape[0]).to(a_unit.dtype)
+        elif bool(use_rows):
+            partner, count = by_rows, a_unit.shape[0]
         else:
-            partner_t = a_unit.new_zeros(b_unit_t.shape[0], a_unit.shape[0])
-            partner = partner_t.index_add_(1, col_arg, b_unit_t).t()
-            count = b_unit.shape[0]
+            partner, count = by_cols, b_unit.shape[0]
     return 1.0 - (a_unit * partner).sum() / count
 
 
@@ -85,9 +98,10 @@ def _palette_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return cos + (sq.clamp(1e-5, 1e5) / 3.0).sqrt()
 
 
-def remd_palette(a_rgb: torch.Tensor, b_rgb: torch.Tensor) -> torch.Tensor:
+def remd_palette(a_rgb: torch.Tensor, b_rgb: torch.Tensor,
+                 branchless: bool | None = None) -> torch.Tensor:
     """Relaxed EMD on RGB with cost ``cos + sqrt(clamp(|a-b|^2, 1e-5, 1e5)/3)``. (N,3),(M,3)."""
-    return relaxed_emd(a_rgb, b_rgb, _palette_matrix, _palette_pairs)
+    return relaxed_emd(a_rgb, b_rgb, _palette_matrix, _palette_pairs, branchless)
 
 
 def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +43,9 @@ class FrameRecord:
     """Per scale: [long side, iterations, loop seconds] (the optimisation loops alone)."""
     io_seconds: float = 0.0
     """Decoding this frame and committing it to the work directory (filled by the shot task)."""
+    flow_ahead_seconds: float = 0.0
+    """Input flows computed ahead in the decode thread, overlapped with the previous frame's
+    optimisation (filled by the shot task); ``flow_seconds`` is the rest (masks, warps)."""
 
 
 def processing_size(height: int, width: int, max_size: int) -> tuple[int, int]:
@@ -58,6 +62,36 @@ def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(1,3,H,W) in [0,1] -> uint8 RGB (H,W,3) on the CPU."""
     return image[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+Flows = dict[int, tuple[torch.Tensor, torch.Tensor]]
+"""Input flows per distance d: (forward: frame-d -> frame, backward: frame -> frame-d),
+each (1,2,h,w)."""
+
+F = TypeVar("F")
+
+
+def flows_ahead(frames: Iterable[F], image_of: Callable[[F], torch.Tensor],
+                flow: FlowEstimator, distances: Sequence[int],
+                history: Sequence[torch.Tensor] = ()) -> Iterator[tuple[F, Flows, float]]:
+    """Each frame with the flows between its input and the inputs ``d`` frames back, and the
+    seconds they took.
+
+    Input flows do not depend on the stylised frames, so this generator can run in the decode
+    thread (e.g. under :class:`~.overlap.Prefetch`) while the current frame is optimised.
+    ``history``: the inputs already in the chain, newest first (after a resume). The chain
+    holds consecutive frames of one shot, so its frame ``d`` back is always this ``d`` back
+    (after a restart it holds fewer, and the extra flows go unused)."""
+    past: deque[torch.Tensor] = deque(history, maxlen=max(distances))
+    for item in frames:
+        image = image_of(item)
+        start = time.perf_counter()
+        flows: Flows = {}
+        for d in distances:
+            if d <= len(past):
+                flows[d] = (flow(past[d - 1], image), flow(image, past[d - 1]))
+        past.appendleft(image)
+        yield item, flows, time.perf_counter() - start
 
 
 class _Chain:
@@ -115,19 +149,27 @@ class VideoStylizer:
             out = torch.from_numpy(arrays[f"out_{k}"]).to(device)
             self.chain.push(inp, out)
 
-    def _warm_inputs(self, content: torch.Tensor
+    @property
+    def flow_distances(self) -> tuple[int, ...]:
+        """How many frames back the temporal term looks (1 = the previous frame)."""
+        return tuple(sorted({1, *self.temporal.long_term}))
+
+    def _warm_inputs(self, content: torch.Tensor, flows: Flows | None = None
                      ) -> tuple[torch.Tensor, float, TemporalTerm | None]:
         """Warm start, reliable fraction (previous frame) and temporal term for ``content``;
         no term when the previous frame's flow is below the reliable floor (a restart)."""
         warped, masks, init, reliable = [], [], None, 0.0
         smoothing = None if self.temporal.mask_smoothing == "none" else self.temporal.mask_smoothing
-        for distance in sorted({1, *self.temporal.long_term}):
+        for distance in self.flow_distances:
             past = self.chain.past(distance)
             if past is None:
                 continue
             past_input, past_output = past
-            forward = self.flow(past_input, content)  # type: ignore[misc]
-            backward = self.flow(content, past_input)  # type: ignore[misc]
+            if flows is not None and distance in flows:
+                forward, backward = (f.to(content.device) for f in flows[distance])
+            else:
+                forward = self.flow(past_input, content)  # type: ignore[misc]
+                backward = self.flow(content, past_input)  # type: ignore[misc]
             mask = reliability(backward, forward, smooth=smoothing)
             start_image, warped_output = warm_start(past_output, backward, mask, content,
                                                     self.temporal.fill, self.bank.mean_color)
@@ -141,8 +183,12 @@ class VideoStylizer:
         assert init is not None
         return init, reliable, term
 
-    def frame(self, content: torch.Tensor, index: int) -> tuple[torch.Tensor, FrameRecord]:
+    def frame(self, content: torch.Tensor, index: int, flows: Flows | None = None
+              ) -> tuple[torch.Tensor, FrameRecord]:
         """Stylise one frame (1,3,h,w); returns the output and its record (pts filled later).
+
+        ``flows`` (from :func:`flows_ahead`, optional) are the input flows to the frames
+        ``distance`` back, computed ahead in another thread; missing ones are computed here.
 
         Cold when the chain is empty (a shot starts), when temporal coherence is off, or when
         the flow from the previous frame is mostly unreliable (a missed cut, a whip-pan)."""
@@ -159,7 +205,7 @@ class VideoStylizer:
             cold_reason = "shot start"
         else:
             t0 = time.perf_counter()
-            init, reliable, term = self._warm_inputs(content)
+            init, reliable, term = self._warm_inputs(content, flows)
             flow_seconds = time.perf_counter() - t0
             if term is None:
                 cold_reason = "flow collapsed"
@@ -172,9 +218,11 @@ class VideoStylizer:
                 result = stylize(content, self.bank, self.extractor, cfg,
                                  plan=final_scale_plan(cfg, iters, self.temporal.warm_lr),
                                  init=init,
-                                 seed=seed, progress=False, pixel_loss=term, early_stop=early)
+                                 seed=seed, progress=False, pixel_loss=term, early_stop=early,
+                                 graphs=self.config.runtime.cuda_graphs)
         if result is None:
-            result = stylize(content, self.bank, self.extractor, cfg, seed=seed, progress=False)
+            result = stylize(content, self.bank, self.extractor, cfg, seed=seed, progress=False,
+                             graphs=self.config.runtime.cuda_graphs)
         output = result.image
         self.chain.push(content, output)
         record = FrameRecord(index=index, pts=0, kind="cold" if cold_reason else "warm",

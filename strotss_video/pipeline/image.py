@@ -110,7 +110,8 @@ def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLik
     bank = StyleBank(extractor, style_t.to(device), config.strotss, seed=config.runtime.seed,
                      guidance=guidance)
     result = stylize(content_t.to(device), bank, extractor, config.strotss,
-                     seed=config.runtime.seed, progress=progress, guidance=guidance)
+                     seed=config.runtime.seed, progress=progress, guidance=guidance,
+                     graphs=config.runtime.cuda_graphs)
     image = result.image.cpu()
     if out_path is not None:
         write_image(out_path, image)

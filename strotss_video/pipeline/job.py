@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from ..io.video import VideoInfo, VideoWriter, check_encoder, parse_time, probe,
 from ..shots import Shot, find_shots
 from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, check_scale_sizes, default_plan
 from ..tensorops import resize
-from .chain import FrameRecord, VideoStylizer, processing_size, to_tensor, to_uint8
+from .chain import (FrameRecord, Flows, VideoStylizer, flows_ahead, processing_size, to_tensor,
+                    to_uint8)
 from .image import _load
 from .overlap import Committer, Prefetch
 from .runtime import extractor_for, resolve_device
@@ -222,6 +223,7 @@ class ShotOutcome:
 
 
 FrameCallback = Callable[[ShotTask, FrameRecord], None]
+CPU = torch.device("cpu")
 
 
 def run_shot(task: ShotTask, *, extractor: FeatureExtractor | None = None,
@@ -254,19 +256,26 @@ def run_shot(task: ShotTask, *, extractor: FeatureExtractor | None = None,
             records = saved[1]
     previous = shot.start_frame + done - 1 if done else None
     computed = 0
-    source = read_frames(task.input, shot.start_frame + done, shot.end_frame, size=task.size)
+    source: Iterator[tuple[Any, Flows | None, float]] = (
+        (f, None, 0.0) for f in read_frames(task.input, shot.start_frame + done,
+                                           shot.end_frame, size=task.size))
+    if flow is not None:
+        # Input flows need no stylised frame: the decode thread computes them ahead.
+        history = [t.cpu() for t in stylizer.chain.inputs]
+        source = flows_ahead((f for f, _, _ in source), lambda f: to_tensor(f.image, CPU), flow,
+                             stylizer.flow_distances, history)
     with Prefetch(source) as frames, Committer(work.commit_frame) as committer:
         t_io = time.perf_counter()
-        for frame in frames:
+        for frame, flows, ahead in frames:
             content = to_tensor(frame.image, device)
             decode = time.perf_counter() - t_io
-            output, record = stylizer.frame(content, frame.index)
+            output, record = stylizer.frame(content, frame.index, flows)
             t_commit = time.perf_counter()
             out = resize(output, task.out_size) if task.out_size != task.size else output
             image = to_uint8(out)
             # Copies: the commit runs in another thread while the next frame is optimised.
             state = {k: v.copy() for k, v in stylizer.state().items()}
-            record = replace(record, pts=frame.pts,
+            record = replace(record, pts=frame.pts, flow_ahead_seconds=ahead,
                              io_seconds=decode + time.perf_counter() - t_commit)
             records.append(vars(record))
             committer.submit(frame.index, image, state, list(records), previous)

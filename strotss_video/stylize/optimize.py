@@ -8,7 +8,9 @@ scale only.
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
@@ -16,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import StrotssConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, StrotssError
 from ..features.sampling import (candidate_grid, random_pixels, read_bilinear,
                                  read_bilinear_columns, read_nearest, subset)
 from ..features.vgg import FeatureExtractor
@@ -140,6 +142,10 @@ class ScaleReport:
     """Loss terms at the last step."""
     initial_losses: dict[str, float] = field(default_factory=dict)
     """Loss terms at the first step (before any update)."""
+    timed_iterations: int = 0
+    """Steps with clock marks (vgg/loss seconds cover these); captured steps have none."""
+    graphed: bool = False
+    """Whether the steps after the warm-up were replayed as a CUDA graph."""
 
 
 @dataclass
@@ -209,13 +215,16 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
             cfg: StrotssConfig, plan: Sequence[ScaleStep] | None = None,
             init: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
             guidance: Guidance | None = None, pixel_loss: PixelLoss | None = None,
-            early_stop: EarlyStop | None = None) -> StylizeResult:
+            early_stop: EarlyStop | None = None, graphs: str = "off") -> StylizeResult:
     """Optimise one image.
 
     content (1,3,H,W) in [0,1] at any size (resized per scale); ``init`` (1,3,h,w) replaces the
     mean-colour initialisation of the first step (resized to it); ``plan`` defaults to the
     reference schedule. ``pixel_loss`` (last step only) is added to the STROTSS loss;
-    ``early_stop`` applies to the last step. Returns the clamped result at the last step's size."""
+    ``early_stop`` applies to the last step. ``graphs`` (auto | on | off; CUDA only, no
+    guidance) replays each scale's step as a CUDA graph after :data:`GRAPH_WARMUP` eager steps;
+    on = a failed capture is an error, auto = it falls back to eager steps with a warning.
+    Returns the clamped result at the last step's size."""
     plan = list(plan) if plan is not None else default_plan(cfg)
     check_scale_sizes(content.shape[-2], content.shape[-1], plan, max(extractor.strides))
     device = content.device
@@ -236,7 +245,8 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
         last = k == len(plan) - 1
         result, report = _optimise_scale(canvas, content_s, styles.targets(step.long_side), step,
                                          extractor, cfg, gen, clock, guidance, progress, desc,
-                                         pixel_loss if last else None, early_stop if last else None)
+                                         pixel_loss if last else None, early_stop if last else None,
+                                         graphs)
         image = result
         reports.append(report)
     assert image is not None
@@ -252,11 +262,93 @@ def _converged(history: list[torch.Tensor], rule: EarlyStop) -> bool:
     return abs(previous - current) <= rule.tol * abs(previous)
 
 
+GRAPH_WARMUP = 3
+"""Eager steps before a scale's step is captured as a CUDA graph: they create the optimiser's
+state and the libraries' workspaces and pick the convolution algorithms, which a capture
+cannot do."""
+
+
+def _capture(body: Callable[[torch.Tensor, torch.Tensor, list[object] | None], LossTerms],
+             idx_all: torch.Tensor, crow_all: torch.Tensor, optimiser: torch.optim.Optimizer,
+             strict: bool) -> Callable[[int], LossTerms] | None:
+    """Capture one step (forward, loss, backward, optimiser update) as a CUDA graph on the
+    current (side) stream. Returns ``replay(it)``, which loads step ``it``'s points into the
+    graph's input buffers and replays it, or None when capture failed (eager steps go on)."""
+    idx_buf = idx_all[0].clone()
+    crow_buf = crow_all[0].clone()
+    graph = torch.cuda.CUDAGraph()
+    try:
+        # thread_local: the pipeline's decode/commit threads may touch CUDA meanwhile.
+        with torch.cuda.graph(graph, stream=torch.cuda.current_stream(),
+                              capture_error_mode="thread_local"):
+            static = body(idx_buf, crow_buf, None)
+    except RuntimeError as exc:
+        optimiser.zero_grad(set_to_none=True)
+        reason = (str(exc).strip().splitlines() or ["unknown error"])[0]
+        if strict:
+            raise StrotssError(f"CUDA graph capture failed ({reason}); use --cuda-graphs auto "
+                               "or off") from None
+        warnings.warn(f"CUDA graph capture failed ({reason}); running eager steps "
+                      "(--cuda-graphs off skips the attempt)")
+        return None
+
+    def replay(it: int) -> LossTerms:
+        idx_buf.copy_(idx_all[it])
+        crow_buf.copy_(crow_all[it])
+        graph.replay()
+        return static
+
+    return replay
+
+
+def _loop(body: Callable[[torch.Tensor, torch.Tensor, list[object] | None], LossTerms],
+          idx_all: torch.Tensor, crow_all: torch.Tensor, optimiser: torch.optim.Optimizer,
+          iters: int, graph: bool, strict: bool, early_stop: EarlyStop | None, progress: bool,
+          bar: tqdm) -> tuple[dict[str, float], int, dict[str, float], list[list[object]], bool]:
+    """Run ``iters`` steps: eager (with clock marks), then graph replays once captured.
+    Returns (last step's terms, steps done, first step's terms, clock marks per eager step, graphed).
+    The host reads loss values only at the first step, for the progress bar, and once per
+    early-stop window."""
+    terms: LossTerms | None = None
+    initial: dict[str, float] = {}
+    spans: list[list[object]] = []
+    history: list[torch.Tensor] = []
+    replay: Callable[[int], LossTerms] | None = None
+    done = 0
+    for it in range(iters):
+        if replay is not None:
+            terms = replay(it)
+        else:
+            marks: list[object] = []
+            terms = body(idx_all[it], crow_all[it], marks)
+            optimiser.zero_grad(set_to_none=True)
+            spans.append(marks)
+        done = it + 1
+        if it == 0:
+            initial = terms.as_floats()
+        if progress and (it % 10 == 0 or it == iters - 1):
+            bar.set_postfix(loss=f"{float(terms.total.detach()):.4f}", refresh=False)
+        bar.update(1)
+        if early_stop is not None:
+            # A replayed graph overwrites its outputs: keep a copy.
+            history.append(terms.total.detach().clone())
+            if _converged(history, early_stop):
+                break
+        if graph and replay is None and it + 1 == GRAPH_WARMUP and it + 1 < iters:
+            replay = _capture(body, idx_all, crow_all, optimiser, strict)
+    final = terms.as_floats() if terms is not None else {}
+    if replay is not None:
+        # The graph and its memory pool go with ``replay``: let its last launch finish first.
+        torch.cuda.current_stream().synchronize()
+    return final, done, initial, spans, replay is not None
+
+
 def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[StyleTarget],
                     step: ScaleStep, extractor: FeatureExtractor, cfg: StrotssConfig,
                     gen: torch.Generator, clock: _Clock, guidance: Guidance | None,
                     progress: bool, desc: str, pixel_loss: PixelLoss | None,
-                    early_stop: EarlyStop | None) -> tuple[torch.Tensor, ScaleReport]:
+                    early_stop: EarlyStop | None, graphs: str = "off"
+                    ) -> tuple[torch.Tensor, ScaleReport]:
     h, w = content.shape[-2:]
     device = content.device
     strides = extractor.strides
@@ -290,26 +382,29 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         content_sim = torch.mm(content_unit, content_unit.t()) \
             if content_unit.shape[0] <= PRECOMPUTE_SIMILARITY_MAX else None
     candidates_dev = candidates.to(device)
+    # Every step's point indices on the device at once: no host-to-device copy per step.
+    order = torch.stack(subsets) if subsets else torch.zeros(0, 0, dtype=torch.long)
+    idx_all = order.to(device)
+    crow_all = rows[order].to(device) if rows is not None else idx_all
 
     pyramid = [p.detach().clone().requires_grad_(True)
                for p in decompose(canvas.detach(), cfg.pyramid_levels)]
+    graph = graphs != "off" and device.type == "cuda" and guidance is None \
+        and step.iters >= GRAPH_WARMUP + 2
+    # capturable keeps the optimiser's step count on the device, as graph replay needs.
     optimiser = torch.optim.RMSprop(pyramid, lr=step.lr, alpha=cfg.rmsprop_alpha,
-                                    eps=cfg.rmsprop_eps)
-    spans: list[tuple[object, object, object, object]] = []
-    terms: LossTerms | None = None
-    initial: dict[str, float] = {}
-    bar = tqdm(total=step.iters, desc=desc, disable=not progress, leave=False, unit="it")
-    loop_start = time.perf_counter()
-    history: list[torch.Tensor] = []
-    done = 0
-    for it in range(step.iters):
-        idx = subsets[it].to(device)
-        # Rows of the content tables for these points (the same points when all were read).
-        crow = rows[subsets[it]].to(device) if rows is not None else idx
+                                    eps=cfg.rmsprop_eps, capturable=graph)
+
+    def body(idx: torch.Tensor, crow: torch.Tensor,
+             marks: list[object] | None) -> LossTerms:
+        """One optimisation step at points ``idx`` (content rows ``crow``); no host sync, so
+        it can be captured. ``marks`` collects four clock marks when given."""
         image = recompose(pyramid)
-        t0 = clock.mark()
+        if marks is not None:
+            marks.append(clock.mark())
         maps = extractor(image)
-        t1 = clock.mark()
+        if marks is not None:
+            marks.append(clock.mark())
         leaves = [m.detach().requires_grad_(True) for m in maps]
         columns = read_bilinear_columns(leaves, strides, candidates_dev[idx])
         a = torch.cat(columns, dim=1)
@@ -323,7 +418,8 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
                              rgb=columns[0])
         terms.total.backward()
         extra = pixel_loss(image) if pixel_loss is not None else None
-        t2 = clock.mark()
+        if marks is not None:
+            marks.append(clock.mark())
         # Second half of the backward pass: through VGG into the pyramid.
         roots: list[torch.Tensor] = list(maps)
         grads: list[torch.Tensor | None] = [leaf.grad for leaf in leaves]
@@ -333,29 +429,34 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
             terms = replace(terms, total=terms.total.detach() + extra.detach(),
                             temporal=extra.detach())
         torch.autograd.backward(roots, grads)
-        t3 = clock.mark()
+        if marks is not None:
+            marks.append(clock.mark())
         optimiser.step()
-        optimiser.zero_grad(set_to_none=True)
-        spans.append((t0, t1, t2, t3))
-        done = it + 1
-        if it == 0:
-            initial = terms.as_floats()
-        if progress and (it % 10 == 0 or it == step.iters - 1):
-            bar.set_postfix(loss=f"{float(terms.total.detach()):.4f}", refresh=False)
-        bar.update(1)
-        if early_stop is not None:
-            history.append(terms.total.detach())
-            if _converged(history, early_stop):
-                break
+        return terms
+
+    bar = tqdm(total=step.iters, desc=desc, disable=not progress, leave=False, unit="it")
+    loop_start = time.perf_counter()
+    # A graph is captured on a side stream, and the eager steps before it run there too, so
+    # the libraries' per-stream workspaces exist before the capture.
+    side = torch.cuda.Stream(device) if graph else None
+    if side is not None:
+        side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+        run = _loop(body, idx_all, crow_all, optimiser, step.iters, graph, graphs == "on",
+                    early_stop, progress, bar)
+    if side is not None:
+        torch.cuda.current_stream(device).wait_stream(side)
+    final, done, initial, spans, graphed = run
     clock.sync()
     loop_seconds = time.perf_counter() - loop_start
     bar.close()
     with torch.no_grad():
         result = recompose(pyramid)
-    vgg = sum(clock.span(t0, t1) + clock.span(t2, t3) for t0, t1, t2, t3 in spans)
-    loss = sum(clock.span(t1, t2) for _, t1, t2, _ in spans)
+    # Captured steps have no clock marks: their time is in loop_seconds only.
+    vgg = sum(clock.span(m[0], m[1]) + clock.span(m[2], m[3]) for m in spans)
+    loss = sum(clock.span(m[1], m[2]) for m in spans)
     report = ScaleReport(long_side=step.long_side, height=h, width=w, iterations=done,
-                         seconds=time.perf_counter() - start, loop_seconds=loop_seconds, vgg_seconds=vgg, loss_seconds=loss,
-                         losses=terms.as_floats() if terms is not None else {},
-                         initial_losses=initial)
+                         seconds=time.perf_counter() - start, loop_seconds=loop_seconds,
+                         vgg_seconds=vgg, loss_seconds=loss,
+                         losses=final, initial_losses=initial, timed_iterations=len(spans), graphed=graphed)
     return result, report
