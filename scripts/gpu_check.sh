@@ -1,28 +1,45 @@
 #!/usr/bin/env bash
 # The GPU acceptance run, on the device machine, in one call (prepare with scripts/gpu_prepare.sh;
-# the device tool's command: `bash scripts/gpu_check.sh`, carry [".whl"]). Each benchmark's JSON
-# becomes one line of $OUT/results.jsonl; stderr and the CUDA tests' output go to $OUT/log.txt.
+# the device tool's command: `bash scripts/gpu_check.sh`, carry [".whl"]). Steps run in priority
+# order under one time budget (BUDGET seconds, default 470), each under its own limit; each
+# benchmark's JSON becomes one line of $OUT/results.jsonl, everything else goes to $OUT/log.txt.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD STROTSS_VGG_WEIGHTS=$PWD/.whl/vgg16.pth
+T0=$(date +%s)
+BUDGET=${BUDGET:-470}
 OUT=${OUT:-out/gpu}; mkdir -p "$OUT"
 LOG="$OUT/log.txt"; RES="$OUT/results.jsonl"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$LOG"
-bench() {  # NAME ARGS...: run one benchmark, append its JSON as one line
-  local name=$1; shift
-  echo "== $name: $*" >> "$LOG"
-  python3 "$@" 2>> "$LOG" | python3 -c \
-    "import json,sys; d=json.load(sys.stdin); d['run']='$name'; print(json.dumps(d))" >> "$RES"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl >> "$LOG" 2>&1 || { echo "wheel install failed"; tail "$LOG"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD STROTSS_WORK_DIR=/tmp/strotss-work
+python3 scripts/gpu_weights.py unpack .whl/vgg16.q8.xz /tmp/vgg16.pth || exit 1
+export STROTSS_VGG_WEIGHTS=/tmp/vgg16.pth
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
+  python3 -c "import torch, av, kornia, scenedetect; print('torch', torch.__version__, 'av', av.__version__, 'kornia', kornia.__version__)"
+  nproc; } >> "$LOG" 2>&1
+
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+step() {  # NAME LIMIT COMMAND...: run one step if time is left; a JSON result goes to $RES
+  local name=$1 limit=$2; shift 2
+  local l; l=$(left)
+  if (( l < 25 )); then echo "$name: skipped, ${l} s left" | tee -a "$LOG"; return; fi
+  (( limit > l )) && limit=$l
+  echo "== $name (limit $limit s): $*" >> "$LOG"
+  local s; s=$(date +%s)
+  timeout "$limit" "$@" > /tmp/step.out 2>> "$LOG"; local rc=$?
+  echo "$name: rc=$rc, $(( $(date +%s) - s )) s" | tee -a "$LOG"
+  python3 -c "import json,sys; d=json.load(open('/tmp/step.out')); d['run']='$name'; print(json.dumps(d))" \
+    >> "$RES" 2>/dev/null || cat /tmp/step.out >> "$LOG"
 }
-for p in float32 mixed; do
-  bench "image-$p" scripts/bench_image.py --device cuda --sizes 256 512 1024 --iters 50 \
-    --repeats 3 --precision $p
-  bench "video512-$p" scripts/bench_video.py --device cuda --size 512 --frames 12 --precision $p
-done
-bench "video1920-mixed" scripts/bench_video.py --device cuda --size 1920 --frames 6 --iters 50 \
-  --precision mixed
-bench "video1920-float32" scripts/bench_video.py --device cuda --size 1920 --frames 6 --iters 50
-python3 -m pytest -q -x -p no:cacheprovider tests/test_stylize.py tests/test_losses.py >> "$LOG" 2>&1
-tail -n 5 "$LOG"; wc -l "$RES"
+V=scripts/bench_video.py
+step cuda-tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+step video512-mixed 120 python3 $V --device cuda --size 512 --frames 12 --precision mixed
+step video1920-mixed 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50 --precision mixed
+step image-mixed 90 python3 scripts/bench_image.py --device cuda --sizes 256 512 1024 --iters 50 --repeats 3 --precision mixed
+step video512-mixed-eager 120 python3 $V --device cuda --size 512 --frames 12 --precision mixed --cuda-graphs off
+step video512-float32 120 python3 $V --device cuda --size 512 --frames 12 --precision float32
+step image-float32 90 python3 scripts/bench_image.py --device cuda --sizes 256 512 1024 --iters 50 --repeats 3 --precision float32
+step video1920-float32 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50 --precision float32
+step batch-1gpu 150 python3 scripts/bench_batch.py --device cuda --frames 24 --clip-size 528 288 --max-size 512 --preset preview --scales 3 --skip-thread-runs
+grep -E "rc=|skipped|passed|failed|error" "$LOG" | tail -n 20
+wc -l < "$RES"

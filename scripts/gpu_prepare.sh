@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare the one GPU run (on this machine, which reaches PyPI): wheels for the device machine's
-# Python 3.12 that its image lacks, and the VGG16 weights, into .whl/ (git-ignored). Then:
+# Python 3.12 that its image lacks, and the VGG16 weights packed small, into .whl/ (git-ignored).
+# Then:
 #   device run, carry [".whl"], command: bash scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,10 @@ for spec in "av==$(.venv/bin/python -c 'import av; print(av.__version__)')" \
     --implementation cp "${PLATFORMS[@]}" -d .whl "$spec" 2>/dev/null \
   || python3 -m pip download -q --no-deps --only-binary=:all: -d .whl "$spec"
 done
-.venv/bin/python -m strotss_video weights --quiet | sed -n 's/^path: *//p' | xargs -I{} cp {} .whl/vgg16.pth
+# The float32 weights (59 MB) and PyAV's wheel (36 MB) do not fit the 64 MiB that travels:
+# the kernels go as int8 per output channel (scripts/gpu_weights.py says why that is fine).
+weights=$(.venv/bin/python -m strotss_video weights --quiet | sed -n 's/^path: *//p')
+rm -f .whl/vgg16.pth
+.venv/bin/python scripts/gpu_weights.py pack "$weights" .whl/vgg16.q8.xz
 ls -la .whl
 du -sh .whl

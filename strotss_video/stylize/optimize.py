@@ -12,7 +12,7 @@ import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -268,6 +268,16 @@ state and the libraries' workspaces and pick the convolution algorithms, which a
 cannot do."""
 
 
+_POOLS: dict[torch.device, Any] = {}
+
+
+def _graph_pool(device: torch.device) -> Any:
+    """The process's CUDA-graph memory pool for ``device`` (an opaque handle)."""
+    if device not in _POOLS:
+        _POOLS[device] = torch.cuda.graph_pool_handle()
+    return _POOLS[device]
+
+
 def _capture(body: Callable[[torch.Tensor, torch.Tensor, list[object] | None], LossTerms],
              idx_all: torch.Tensor, crow_all: torch.Tensor, optimiser: torch.optim.Optimizer,
              strict: bool) -> Callable[[int], LossTerms] | None:
@@ -278,10 +288,15 @@ def _capture(body: Callable[[torch.Tensor, torch.Tensor, list[object] | None], L
     crow_buf = crow_all[0].clone()
     graph = torch.cuda.CUDAGraph()
     try:
+        # Not torch.cuda.graph(): it empties the allocator's cache on every capture, and a
+        # capture happens per scale of every frame. One memory pool per device serves every
+        # capture in turn (each graph is dropped before the next is captured).
         # thread_local: the pipeline's decode/commit threads may touch CUDA meanwhile.
-        with torch.cuda.graph(graph, stream=torch.cuda.current_stream(),
-                              capture_error_mode="thread_local"):
+        graph.capture_begin(pool=_graph_pool(idx_all.device), capture_error_mode="thread_local")
+        try:
             static = body(idx_buf, crow_buf, None)
+        finally:
+            graph.capture_end()
     except RuntimeError as exc:
         optimiser.zero_grad(set_to_none=True)
         reason = (str(exc).strip().splitlines() or ["unknown error"])[0]
