@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The GPU acceptance run, on the device machine, in one call (prepare with scripts/gpu_prepare.sh;
 # the device tool's command: `bash scripts/gpu_check.sh`, carry [".whl"]). Steps run in priority
-# order under one time budget (BUDGET seconds, default 470), each under its own limit; each
+# order under one time budget (BUDGET seconds, default 420), each under its own limit; each
 # benchmark's JSON becomes one line of $OUT/results.jsonl, everything else goes to $OUT/log.txt.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 T0=$(date +%s)
-BUDGET=${BUDGET:-470}
+BUDGET=${BUDGET:-420}
 OUT=${OUT:-out/gpu}; mkdir -p "$OUT"
 LOG="$OUT/log.txt"; RES="$OUT/results.jsonl"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -38,8 +38,8 @@ step video1920-mixed 150 python3 $V --device cuda --size 1920 --frames 6 --iters
 step image-mixed 90 python3 scripts/bench_image.py --device cuda --sizes 256 512 1024 --iters 50 --repeats 3 --precision mixed
 step video512-mixed-eager 120 python3 $V --device cuda --size 512 --frames 12 --precision mixed --cuda-graphs off
 step video512-float32 120 python3 $V --device cuda --size 512 --frames 12 --precision float32
+step batch-1gpu 150 python3 scripts/bench_batch.py --device cuda --frames 24 --clip-size 528 288 --max-size 512 --preset preview --scales 3 --skip-thread-runs
 step image-float32 90 python3 scripts/bench_image.py --device cuda --sizes 256 512 1024 --iters 50 --repeats 3 --precision float32
 step video1920-float32 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50 --precision float32
-step batch-1gpu 150 python3 scripts/bench_batch.py --device cuda --frames 24 --clip-size 528 288 --max-size 512 --preset preview --scales 3 --skip-thread-runs
 grep -E "rc=|skipped|passed|failed|error" "$LOG" | tail -n 20
 wc -l < "$RES"
