@@ -107,7 +107,7 @@ def test_cuda_and_cpu_runs_agree() -> None:
 
 @pytest.mark.weights
 def test_video_on_cuda_with_graphs(tmp_path: Path) -> None:
-    clip = make_clip(tmp_path / "in.mp4", frames=6, size=(96, 64))
+    clip = make_clip(tmp_path / "in.mp4", frames=6, size=(96, 64)).path
     style = tmp_path / "style.png"
     cv2.imwrite(str(style), pattern_image(64, 64, seed=9))
     with warnings.catch_warnings():

@@ -268,14 +268,12 @@ state and the libraries' workspaces and pick the convolution algorithms, which a
 cannot do."""
 
 
-_POOLS: dict[torch.device, Any] = {}
-
-
-def _graph_pool(device: torch.device) -> Any:
-    """The process's CUDA-graph memory pool for ``device`` (an opaque handle)."""
-    if device not in _POOLS:
-        _POOLS[device] = torch.cuda.graph_pool_handle()
-    return _POOLS[device]
+_LAST_GRAPH: dict[torch.device, torch.cuda.CUDAGraph] = {}
+"""The last graph captured on each device. It is never replayed again, but keeping it alive
+keeps its memory pool alive for the next capture to reuse (a pool whose graphs are all gone is
+released, and cannot be reused)."""
+_GRAPHS_FAILED: list[str] = []
+"""Set once a capture fails in this process: later scales run eager steps without trying."""
 
 
 def _capture(body: Callable[[torch.Tensor, torch.Tensor, list[object] | None], LossTerms],
@@ -284,15 +282,20 @@ def _capture(body: Callable[[torch.Tensor, torch.Tensor, list[object] | None], L
     """Capture one step (forward, loss, backward, optimiser update) as a CUDA graph on the
     current (side) stream. Returns ``replay(it)``, which loads step ``it``'s points into the
     graph's input buffers and replays it, or None when capture failed (eager steps go on)."""
+    if _GRAPHS_FAILED and not strict:
+        return None
+    device = idx_all.device
     idx_buf = idx_all[0].clone()
     crow_buf = crow_all[0].clone()
     graph = torch.cuda.CUDAGraph()
+    previous = _LAST_GRAPH.get(device)
     try:
         # Not torch.cuda.graph(): it empties the allocator's cache on every capture, and a
-        # capture happens per scale of every frame. One memory pool per device serves every
-        # capture in turn (each graph is dropped before the next is captured).
+        # capture happens per scale of every frame. Each capture reuses the previous one's
+        # memory pool (that graph is finished and never replayed again).
         # thread_local: the pipeline's decode/commit threads may touch CUDA meanwhile.
-        graph.capture_begin(pool=_graph_pool(idx_all.device), capture_error_mode="thread_local")
+        graph.capture_begin(*(() if previous is None else (previous.pool(),)),
+                            capture_error_mode="thread_local")
         try:
             static = body(idx_buf, crow_buf, None)
         finally:
@@ -300,12 +303,14 @@ def _capture(body: Callable[[torch.Tensor, torch.Tensor, list[object] | None], L
     except RuntimeError as exc:
         optimiser.zero_grad(set_to_none=True)
         reason = (str(exc).strip().splitlines() or ["unknown error"])[0]
+        _GRAPHS_FAILED.append(reason)
         if strict:
             raise StrotssError(f"CUDA graph capture failed ({reason}); use --cuda-graphs auto "
                                "or off") from None
         warnings.warn(f"CUDA graph capture failed ({reason}); running eager steps "
                       "(--cuda-graphs off skips the attempt)")
         return None
+    _LAST_GRAPH[device] = graph
 
     def replay(it: int) -> LossTerms:
         idx_buf.copy_(idx_all[it])
