@@ -67,14 +67,17 @@ def measure(video: Path, opts: argparse.Namespace, extractor: Any) -> dict[str, 
     out = Path(opts.out)
     style = read_image(opts.style)
     bank = StyleBank(extractor, style, StrotssConfig(), seed=0)
-    settings = {"preview": ["--preset", "preview"], "default": []}
+    preview = ["--preset", "preview"] + (["--config", str(opts.preview_config)]
+                                         if opts.preview_config else [])
+    settings = {"preview": preview, "default": []}
     runs: dict[str, dict[str, Any]] = {}
     for name, extra in settings.items():
         path = out / f"{video.stem}_{name}.mp4"
-        _run([sys.executable, "-m", "strotss_video", str(video), str(opts.style), str(path),
-              *extra, "--max-size", str(opts.max_size), "--end", str(opts.frames),
-              "--stats", str(path.with_suffix(".json")), "--overwrite", "--quiet",
-              "--work-dir", str(out / "work")])
+        if not (name == "default" and opts.reuse_default and path.exists()):
+            _run([sys.executable, "-m", "strotss_video", str(video), str(opts.style), str(path),
+                  *extra, "--max-size", str(opts.max_size), "--end", str(opts.frames),
+                  "--stats", str(path.with_suffix(".json")), "--overwrite", "--quiet",
+                  "--work-dir", str(out / "work")])
         stats = json.loads(path.with_suffix(".json").read_text())
         pairs = [distances(o, c, bank, extractor) for o, c in
                  zip(video_frames(path), video_frames(video, end=opts.frames))]
@@ -102,6 +105,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--max-size", type=int, default=256)
     parser.add_argument("--out", default="out/preview")
+    parser.add_argument("--preview-config", type=Path,
+                        help="YAML overrides on top of the preview preset (for tuning it)")
+    parser.add_argument("--reuse-default", action="store_true",
+                        help="reuse the default run's output already in --out (same clip, "
+                             "frames and size)")
     opts = parser.parse_args()
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     # The evaluator is float32 whatever this CPU's default precision.
