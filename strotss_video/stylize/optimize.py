@@ -367,7 +367,7 @@ def _loop(body: Callable[[torch.Tensor, torch.Tensor, list[object] | None], Loss
             replay = _capture(body, idx_all, crow_all, optimiser)
     final = terms.as_floats() if terms is not None else {}
     if replay is not None:
-        # The graph and its memory pool go with ``replay``: let its last launch finish first.
+        # The next capture reuses this graph's pool: let its last replay finish first.
         torch.cuda.current_stream().synchronize()
     return final, done, initial, spans, replay is not None
 
