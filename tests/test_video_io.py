@@ -275,6 +275,30 @@ def test_round_trip_full_clip_mp4(vfr: Clip, tmp_path: Path) -> None:
         [(p.data, p.pts, p.dts, p.duration, p.time_base) for p in src]
 
 
+@pytest.mark.parametrize("ext", ["mp4", "mov"])
+def test_vfr_length_and_rate_whatever_frame_the_encoder_puts_last(ext: str,
+                                                                  tmp_path: Path) -> None:
+    """With B-frames, the last packet in decode order is not always the last frame shown
+    (it depends on the content); the track must still end where the last frame ends."""
+    pts, last_duration = [0, 1001, 3003, 4004, 6006, 7007, 9009], 1001
+    last_decoded = set()
+    for seed in range(4):  # noise frames: seed 0 ends on a B-frame, the others do not
+        rng = np.random.default_rng(seed)
+        out = tmp_path / f"vfr{seed}.{ext}"
+        with VideoWriter(out, width=64, height=48, time_base=Fraction(1, 30000),
+                         average_rate=Fraction(30000, 1001)) as w:
+            for p in pts:
+                w.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), p,
+                        duration=last_duration)
+        info = probe(out)
+        assert info.frames == len(pts)
+        assert info.duration == Fraction(pts[-1] + last_duration, 30000)
+        assert info.average_rate == len(pts) / info.duration
+        assert [f.pts for f in read_frames(out)] == pts
+        last_decoded.add(demux_summary(out)[-1].pts)
+    assert last_decoded == {7007, 9009}  # both cases were exercised
+
+
 def test_round_trip_range_shifts_video_and_audio(vfr: Clip, tmp_path: Path) -> None:
     info = probe(vfr.path)
     frames = list(read_frames(vfr.path, 3, 9))

@@ -566,6 +566,9 @@ class VideoWriter:
         self._last_pts: int | None = None
         self._pending: tuple[Any, int] | None = None  # held one frame to learn its duration
         self._durations: dict[int, int] = {}  # output pts -> duration, for encoder packets
+        self._held: Any = None  # the newest video packet, muxed when the next one comes
+        self._video_end: int | None = None  # max(pts + duration) of the packets so far
+        self._first_stamps: tuple[int, int] | None = None  # (pts, dts) of the first packet
         self._last_gap: int | None = None
         self._frames = 0
         self._closed = False
@@ -786,18 +789,44 @@ class VideoWriter:
             self._mux_video(packet)
 
     def _mux_video(self, packet: Any) -> None:
-        # Encoders with delay (x264) may drop the frame duration; restore it for the muxer,
-        # which needs the last frame's duration for the stream length and average rate.
+        """Mux the packet held back before this one, and hold this one (see _mux_last)."""
+        # Encoders with delay (x264) may drop a frame's duration or give a packet another
+        # frame's; each packet gets its own frame's duration.
         if packet.pts is not None:
             duration = self._durations.pop(packet.pts, None)
-            if not packet.duration and duration:
+            if duration:
                 packet.duration = duration
+            self._video_end = max(self._video_end or 0, packet.pts + (packet.duration or 0))
+            if self._first_stamps is None and packet.dts is not None:
+                self._first_stamps = (packet.pts, packet.dts)
+        if self._held is not None:
+            self._mux_held()
+        self._held = packet
+
+    def _mux_held(self) -> None:
+        packet, self._held = self._held, None
         stamp = packet.dts if packet.dts is not None else packet.pts
         if stamp is not None:
             # Audio up to this video time goes first, so the muxer's interleaving queue
             # (and our memory) stays small.
             self._pump_audio(stamp * self.time_base)
         self._mux(packet)
+
+    def _mux_last(self) -> None:
+        """Mux the last packet in decode order with the duration that ends the track where
+        the last frame ends. MP4/MOV store durations as decode-time steps and take the track's
+        length from the last packet's, but with B-frames that packet is not the last frame
+        shown (which one it is depends on the encoder's reordering, i.e. on the content):
+        its own duration would make a variable-rate stream one gap too long or short."""
+        packet = self._held
+        if packet is None:
+            return
+        if self._first_stamps is not None and packet.dts is not None and self._video_end:
+            first_pts, first_dts = self._first_stamps
+            span = self._video_end - first_pts - (packet.dts - first_dts)
+            if span > 0:
+                packet.duration = span
+        self._mux_held()
 
     def _pump_audio(self, until: Fraction | None) -> None:
         while self._audio_next is not None and (until is None or self._audio_next[2] <= until):
@@ -836,6 +865,7 @@ class VideoWriter:
                 raise OutputError(f"encoding {self.path} failed: {exc}") from None
             for packet in packets:
                 self._mux_video(packet)
+            self._mux_last()
             self._pump_audio(video_end)
             try:
                 self._container.close()
