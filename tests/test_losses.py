@@ -18,7 +18,7 @@ from strotss_video.losses import (StyleTarget, alpha_at, combine, content_loss, 
                                   relaxed_emd, remd_cosine, remd_palette, self_similarity,
                                   strotss_loss)
 from strotss_video.losses.ops import gram, outer_cosine_similarity, unit_rows
-from strotss_video.losses.style import cosine_cost_matrix, cosine_cost_pairs
+from strotss_video.losses.style import _palette_matrix, cosine_cost_matrix, cosine_cost_pairs
 
 PairFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -224,6 +224,16 @@ def test_remd_palette_clamps_identical_colours() -> None:
                           lambda x: brute_remd(brute_matrix(x, b, palette_distance)), a)
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 1e-5)])
+def test_palette_matrix_is_the_cost_minus_one(dtype: torch.dtype, tol: float) -> None:
+    a = torch.cat([rand(6, 3, seed=5), rand(2, 3, seed=3)])
+    b = rand(9, 3, seed=3)  # shares two colours with a: the clamp's floor is exercised too
+    got = _palette_matrix(a.to(dtype), b.to(dtype))
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double() + 1.0, brute_matrix(a, b, palette_distance),
+                               rtol=tol, atol=tol)
+
+
 REFERENCE_YUV = torch.tensor([[0.577350, 0.577350, 0.577350],
                               [-0.577350, 0.788675, -0.211325],
                               [-0.577350, -0.211325, 0.788675]], dtype=F64)
@@ -290,6 +300,21 @@ def test_moment_loss_gradient() -> None:
     assert_value_and_grad(lambda x: moment_loss(x, mu_b, cov_b), plain, a)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_moment_loss_gradient_at_scale(dtype: torch.dtype) -> None:
+    """The backward's ``S + S^T = 2 S`` shortcut relies on both covariances being exactly
+    symmetric: true of the blocked product at the pipeline's sizes too."""
+    x = randn(300, 257, seed=13).to(dtype)
+    mu_b, cov_b = moments(randn(500, 257, seed=14).to(dtype) * 0.7 + 0.3)
+    assert torch.equal(cov_b, cov_b.t()) and torch.equal(moments(x)[1], moments(x)[1].t())
+
+    def plain(t: torch.Tensor) -> torch.Tensor:
+        tc = t - t.mean(0)
+        return (t.mean(0) - mu_b).abs().mean() + (tc.t() @ tc / t.shape[0] - cov_b).abs().mean()
+
+    assert_value_and_grad(lambda t: moment_loss(t, mu_b, cov_b), plain, x, dtype)
+
+
 # ---------------------------------------------------------------------------------------------
 # ops: gram, unit_rows
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +325,10 @@ def test_gram_value_and_gradcheck(n: float) -> None:
     torch.testing.assert_close(gram(x, n), x.t() @ x / n, **TOL[F64])
     assert torch.autograd.gradcheck(lambda t: gram(t, n), (x.clone().requires_grad_(),))
     torch.testing.assert_close(outer_cosine_similarity(x), x @ x.t(), **TOL[F64])
+    assert torch.autograd.gradcheck(outer_cosine_similarity, (x.clone().requires_grad_(),))
+    y = x.clone().requires_grad_(True)
+    (outer_cosine_similarity(y) * randn(6, 6, seed=23)).sum().backward()
+    assert y.grad.is_contiguous()  # the (N,D) layout: summed cheaply with other gradients
 
 
 def test_unit_rows_value_and_gradcheck() -> None:

@@ -9,7 +9,8 @@ import torch
 
 from strotss_video.errors import InputError
 from strotss_video.features.sampling import (candidate_grid, grid_stride, random_pixels,
-                                             read_bilinear, read_nearest, subset)
+                                             read_bilinear, read_bilinear_columns, read_nearest,
+                                             subset)
 from strotss_video.stylize.guidance import build_guidance
 
 F64 = torch.float64
@@ -181,12 +182,15 @@ def test_sample_points_reach_past_the_coarse_maps() -> None:
         assert bool((pts[:, 0] / s > w - 1).any()) and bool((pts[:, 1] / s > h - 1).any())
 
 
+@pytest.mark.parametrize("method", ["gather", "grid_sample"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_read_bilinear_matches_brute_force(dtype: torch.dtype, tol: float) -> None:
-    maps = [m.requires_grad_(True) for m in feature_maps(dtype)]
+def test_read_bilinear_matches_brute_force(dtype: torch.dtype, tol: float,
+                                           layout: torch.memory_format, method: str) -> None:
+    maps = [m.contiguous(memory_format=layout).requires_grad_(True) for m in feature_maps(dtype)]
     ref_maps = [m.detach().double().requires_grad_(True) for m in maps]
     points = sample_points()
-    got = read_bilinear(maps, STRIDES, points)
+    got = torch.cat(read_bilinear_columns(maps, STRIDES, points, method), dim=1)
     want = torch.cat([brute_bilinear(m, s, points) for m, s in zip(ref_maps, STRIDES)], dim=1)
     assert got.shape == (points.shape[0], sum(m.shape[1] for m in maps)) and got.dtype == dtype
     torch.testing.assert_close(got.double(), want.detach(), rtol=tol, atol=tol)
@@ -196,6 +200,13 @@ def test_read_bilinear_matches_brute_force(dtype: torch.dtype, tol: float) -> No
     for m, r in zip(maps, ref_maps):
         assert m.grad.abs().sum() > 0
         torch.testing.assert_close(m.grad.double(), r.grad, rtol=tol, atol=tol)
+        # The gradient comes in the map's own layout (no copy by autograd).
+        assert m.grad.is_contiguous(memory_format=layout)
+
+
+def test_read_bilinear_rejects_an_unknown_method() -> None:
+    with pytest.raises(ValueError, match="unknown read method"):
+        read_bilinear_columns(feature_maps(), STRIDES, sample_points(), "nearest")
 
 
 def test_read_nearest_matches_brute_force() -> None:

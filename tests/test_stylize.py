@@ -12,6 +12,7 @@ from strotss_video.config import StrotssConfig
 from strotss_video.io.image import read_image
 from strotss_video.pipeline.image import stylize_image
 from strotss_video.stylize.guidance import build_guidance
+from strotss_video.stylize import optimize
 from strotss_video.stylize.optimize import ScaleStep, StyleBank, default_plan, final_scale_plan, stylize
 from strotss_video.stylize.pyramid import laplacian_band
 
@@ -68,6 +69,29 @@ def test_warm_start_uses_the_given_initial_image(tiny_extractor: torch.nn.Module
     assert len(moved.scales) == 1 and moved.scales[0].iterations == 5
     change = (moved.image - init).abs().mean()
     assert 0 < float(change) < 0.05  # optimised from the init, not restarted
+
+
+def test_content_similarity_is_precomputed_only_when_it_is_less_work() -> None:
+    # 5800 candidates, 1024 points: one big product costs as much as ~32 per-step ones.
+    assert not optimize._precompute_similarity(5800, 1024, 10)
+    assert optimize._precompute_similarity(5800, 1024, 40)
+    assert optimize._precompute_similarity(500, 1024, 1)  # fewer candidates than points
+    assert not optimize._precompute_similarity(9000, 1024, 250)  # over the memory cap
+
+
+def test_precomputed_and_per_step_content_targets_agree(tiny_extractor: torch.nn.Module,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    content, style = _images()
+    cfg = StrotssConfig(max_size=32, scales=1, iters=40, output_points=256, style_points=64)
+    # 24x32 has 768 candidates: 40 steps of 256 points make the precomputation pay.
+    assert optimize._precompute_similarity(24 * 32, 256, 40)
+    bank = StyleBank(tiny_extractor, style, cfg)
+    precomputed = stylize(content, bank, tiny_extractor, cfg, progress=False)
+    monkeypatch.setattr(optimize, "PRECOMPUTE_SIMILARITY_MAX", 0)
+    per_step = stylize(content, bank, tiny_extractor, cfg, progress=False)
+    torch.testing.assert_close(per_step.image, precomputed.image, rtol=0, atol=1e-5)
+    assert per_step.scales[0].losses["content"] == pytest.approx(
+        precomputed.scales[0].losses["content"], rel=1e-4)
 
 
 def test_style_targets_are_computed_once_per_scale(tiny_extractor: torch.nn.Module) -> None:

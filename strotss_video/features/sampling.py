@@ -52,33 +52,100 @@ def subset(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def read_bilinear(maps: Sequence[torch.Tensor], strides: Sequence[int],
-                  points: torch.Tensor) -> torch.Tensor:
-    """Bilinear reads of every map at ``points`` -> ``(N, sum C_k)``."""
-    return torch.cat(read_bilinear_columns(maps, strides, points), dim=1)
+                  points: torch.Tensor, method: str | None = None) -> torch.Tensor:
+    """Bilinear reads of every map at ``points`` -> ``(N, sum C_k)`` (see
+    :func:`read_bilinear_columns`)."""
+    return torch.cat(read_bilinear_columns(maps, strides, points, method), dim=1)
 
 
 def read_bilinear_columns(maps: Sequence[torch.Tensor], strides: Sequence[int],
-                          points: torch.Tensor) -> list[torch.Tensor]:
+                          points: torch.Tensor, method: str | None = None) -> list[torch.Tensor]:
     """Bilinear reads of each map at ``points`` -> ``[(N, C_k)]``.
 
     A map of stride s is read at (x/s, y/s) with no half-pixel correction, clamped at the
     border. maps: ``[(1,C_k,H_k,W_k)]``; points ``(N,2)`` (x, y) on the stride-1 grid.
-    ``grid_sample`` with ``align_corners=True`` maps normalised -1..1 exactly onto pixel
-    centres 0..W-1, and its native backward is far faster than a gather's scatter."""
-    pts = points.to(device=maps[0].device, dtype=maps[0].dtype)
-    grids: dict[tuple[int, int, int], torch.Tensor] = {}
+    ``method``: "gather" reads the four corner rows of a channels-last map and scatters the
+    gradient back with one ``index_add`` (on CPU, for a step's ~1000 points, 2.3x faster
+    forward+backward than ``grid_sample``, which copies a channels-last map to NCHW and
+    back); "grid_sample" uses ``align_corners=True``, which maps normalised -1..1 exactly onto
+    pixel centres 0..W-1 (faster on CPU for tens of thousands of points without gradient).
+    Default: grid_sample on CUDA (the one measured there), gather elsewhere. Same values and
+    gradients either way."""
+    if method is None:
+        method = "grid_sample" if maps[0].is_cuda else "gather"
+    if method not in ("gather", "grid_sample"):
+        raise ValueError(f"unknown read method {method!r}")
     columns = []
+    cache: dict[tuple[int, int, int], tuple[torch.Tensor, ...]] = {}
     for fmap, stride in zip(maps, strides):
         _, c, h, w = fmap.shape
         key = (stride, h, w)
-        if key not in grids:
-            gx = pts[:, 0] * (2.0 / (stride * (w - 1))) - 1.0 if w > 1 else torch.zeros_like(pts[:, 0])
-            gy = pts[:, 1] * (2.0 / (stride * (h - 1))) - 1.0 if h > 1 else torch.zeros_like(pts[:, 1])
-            grids[key] = torch.stack([gx, gy], dim=1).view(1, 1, -1, 2)
-        sampled = F.grid_sample(fmap, grids[key], mode="bilinear", padding_mode="border",
-                                align_corners=True)
-        columns.append(sampled.view(c, -1).t())  # (N,C)
+        if key not in cache:
+            cache[key] = (_corners(points, stride, h, w, fmap) if method == "gather"
+                          else (_grid(points, stride, h, w, fmap),))
+        if method == "gather":
+            columns.append(_BilinearRows.apply(fmap, *cache[key]))
+        else:
+            sampled = F.grid_sample(fmap, cache[key][0], mode="bilinear", padding_mode="border",
+                                    align_corners=True)
+            columns.append(sampled.view(c, -1).t())  # (N,C)
     return columns
+
+
+def _grid(points: torch.Tensor, stride: int, h: int, w: int, fmap: torch.Tensor) -> torch.Tensor:
+    """grid_sample's (1,1,N,2) normalised grid for an (h,w) map of this stride."""
+    pts = points.to(device=fmap.device, dtype=fmap.dtype)
+    gx = pts[:, 0] * (2.0 / (stride * (w - 1))) - 1.0 if w > 1 else torch.zeros_like(pts[:, 0])
+    gy = pts[:, 1] * (2.0 / (stride * (h - 1))) - 1.0 if h > 1 else torch.zeros_like(pts[:, 1])
+    return torch.stack([gx, gy], dim=1).view(1, 1, -1, 2)
+
+
+def _corners(points: torch.Tensor, stride: int, h: int, w: int,
+             fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices (4N,) of each point's four neighbours on an (h,w) map, corner-major, and
+    their bilinear weights (4,N,1) in the map's dtype. Coordinates in float32 whatever the map."""
+    pts = points.to(device=fmap.device, dtype=torch.float32)
+    x = (pts[:, 0] / stride).clamp(0, w - 1)
+    y = (pts[:, 1] / stride).clamp(0, h - 1)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    index = torch.cat([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1])
+    weights = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+    return index, weights.unsqueeze(2).to(fmap.dtype)
+
+
+class _BilinearRows(torch.autograd.Function):
+    """Bilinear read of a (1,C,h,w) map as rows of its (h*w, C) channels-last view.
+
+    For a channels-last map the view is free and each corner read is one contiguous row;
+    the backward is one ``index_add`` of weighted rows into a zero map of the same layout."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, fmap: torch.Tensor, index: torch.Tensor,
+                weights: torch.Tensor) -> torch.Tensor:
+        _, c, h, w = fmap.shape
+        rows = fmap.permute(0, 2, 3, 1).reshape(h * w, c)  # a copy only for an NCHW map
+        n = index.shape[0] // 4
+        # One corner at a time: a (N,C) temporary instead of (4N,C), and fewer passes.
+        out = rows.index_select(0, index[:n]).mul_(weights[0])
+        for k in range(1, 4):
+            out.addcmul_(rows.index_select(0, index[k * n:(k + 1) * n]), weights[k])
+        ctx.save_for_backward(index, weights)
+        ctx.map_shape = (h, w, c)
+        ctx.channels_last = fmap.is_contiguous(memory_format=torch.channels_last)
+        return out  # (N,C)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
+        index, weights = ctx.saved_tensors
+        h, w, c = ctx.map_shape
+        spread = (grad.unsqueeze(0) * weights).view(-1, c)  # (4N,C)
+        out = grad.new_zeros(h * w, c).index_add_(0, index, spread)
+        out = out.view(1, h, w, c).permute(0, 3, 1, 2)
+        # Give a gradient in the map's own layout (autograd would otherwise copy it).
+        return (out if ctx.channels_last else out.contiguous()), None, None
 
 
 def read_nearest(maps: Sequence[torch.Tensor], strides: Sequence[int],

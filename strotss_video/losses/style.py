@@ -32,20 +32,36 @@ def relaxed_emd(a: torch.Tensor, b: torch.Tensor, cost_matrix: PairCost,
     """``max(mean_i min_j C_ij, mean_j min_i C_ij)`` for ``C = cost_matrix(a, b)``.
 
     a (N,D) may require grad; b (M,D) is a constant target. ``cost_pairs`` must give the
-    same values as the matrix on aligned rows. ``branchless`` (default: on CUDA) evaluates
-    both sides and selects on the device, so the GPU never waits for the host (and the step
-    can be captured in a CUDA graph); the value and gradient are the same."""
+    same values as the matrix on aligned rows, up to one constant added to the whole matrix
+    (the matrix only picks the arg-mins and the branch). ``branchless`` (default: on CUDA)
+    evaluates both sides and selects on the device, so the GPU never waits for the host (and
+    the step can be captured in a CUDA graph); the value and gradient are the same."""
+    both = branchless if branchless is not None else a.is_cuda
     with torch.no_grad():
         cost = cost_matrix(a, b)
-        row_min, row_arg = cost.min(dim=1)
-        col_min, col_arg = cost.min(dim=0)
-        use_rows = row_min.mean() >= col_min.mean()
-    if branchless if branchless is not None else a.is_cuda:
+        if both:
+            row_min, row_arg = cost.min(dim=1)
+            col_min, col_arg = cost.min(dim=0)
+            use_rows = row_min.mean() >= col_min.mean()
+        else:
+            rows_side = _first_side(cost, "min")
+            arg = cost.min(dim=1 if rows_side else 0).indices
+    if both:
         return torch.where(use_rows, cost_pairs(a, b[row_arg]).mean(),
                            cost_pairs(a[col_arg], b).mean())
-    if bool(use_rows):
-        return cost_pairs(a, b[row_arg]).mean()
-    return cost_pairs(a[col_arg], b).mean()
+    if rows_side:
+        return cost_pairs(a, b[arg]).mean()
+    return cost_pairs(a[arg], b).mean()
+
+
+def _first_side(matrix: torch.Tensor, reduce: str) -> bool:
+    """Whether the mean over rows of each row's extreme ("min": is at least; "max": is at most)
+    that over columns, i.e. whether the relaxed EMD takes the row side. The extremes alone,
+    without indices, cost a quarter of a reduction with indices: the caller then finds the
+    indices on the chosen side only."""
+    if reduce == "min":
+        return bool(matrix.amin(dim=1).mean() >= matrix.amin(dim=0).mean())
+    return bool(matrix.amax(dim=1).mean() <= matrix.amax(dim=0).mean())
 
 
 def remd_cosine(a_unit: torch.Tensor, b_unit: torch.Tensor,
@@ -55,41 +71,46 @@ def remd_cosine(a_unit: torch.Tensor, b_unit: torch.Tensor,
     Same value and gradient as :func:`relaxed_emd` with the cosine cost, but each branch is
     one elementwise product with a constant: the column branch sums, for every output point,
     the style points it is nearest to, instead of gathering M rows of ``a`` (whose backward is
-    a slow serial scatter). ``b_unit_t`` (D,M), the contiguous transpose, makes that sum a
-    parallel ``index_add`` along the last dimension. ``branchless`` (default: on CUDA) builds
+    a slow serial scatter). ``b_unit_t`` (D,M), the contiguous transpose, is the cost
+    product's operand (computed once per style). ``branchless`` (default: on CUDA) builds
     both partners and selects on the device: no host sync, same value and gradient."""
     with torch.no_grad():
         if b_unit_t is None:
             b_unit_t = b_unit.t().contiguous()
         sim = torch.mm(a_unit, b_unit_t)
-        row_max, row_arg = sim.max(dim=1)
-        col_max, col_arg = sim.max(dim=0)
+        n, m = a_unit.shape[0], b_unit.shape[0]
         # min cost = 1 - max similarity: the larger mean of minima is the smaller mean of maxima.
-        use_rows = row_max.mean() <= col_max.mean()
-        both = branchless if branchless is not None else a_unit.is_cuda
-        if both or bool(use_rows):
-            by_rows = b_unit[row_arg]
-        if both or not bool(use_rows):
-            by_cols = a_unit.new_zeros(b_unit_t.shape[0], a_unit.shape[0]) \
-                .index_add_(1, col_arg, b_unit_t).t()
-        if both:
-            partner = torch.where(use_rows, by_rows, by_cols)
-            count = torch.where(use_rows, a_unit.shape[0], b_unit.shape[0]).to(a_unit.dtype)
-        elif bool(use_rows):
-            partner, count = by_rows, a_unit.shape[0]
+        if branchless if branchless is not None else a_unit.is_cuda:
+            row_max, row_arg = sim.max(dim=1)
+            col_max, col_arg = sim.max(dim=0)
+            use_rows = row_max.mean() <= col_max.mean()
+            partner = torch.where(use_rows, b_unit[row_arg], _nearest_sums(a_unit, b_unit, col_arg))
+            count = torch.where(use_rows, n, m).to(a_unit.dtype)
+        elif _first_side(sim, "max"):
+            partner, count = b_unit[sim.max(dim=1).indices], n
         else:
-            partner, count = by_cols, b_unit.shape[0]
+            partner, count = _nearest_sums(a_unit, b_unit, sim.max(dim=0).indices), m
     return 1.0 - (a_unit * partner).sum() / count
 
 
+def _nearest_sums(a_unit: torch.Tensor, b_unit: torch.Tensor, col_arg: torch.Tensor) -> torch.Tensor:
+    """For each output point, the sum of the style points nearest to it: (N,D) from
+    b_unit (M,D) and col_arg (M,), the output point nearest each style point. Row-wise in
+    a's layout (a sum across layouts with ``a_unit`` would cost several times more)."""
+    return torch.zeros_like(a_unit).index_add_(0, col_arg, b_unit)
+
+
 def _palette_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # Built without autograd, so in place: one product each for the cosine and the squared
-    # distance (|a|^2 + |b|^2 - 2ab as a 5-d product), then three passes.
-    cos = cosine_cost_matrix(unit_rows(a), unit_rows(b))
+    """The palette cost minus 1 (the constant changes no arg-min and no branch). (N,3),(M,3)."""
+    # Built without autograd, so in place: one product each for the cosine similarity and
+    # the squared distance over 3 (|a|^2 + |b|^2 - 2ab as a 5-d product with b's side scaled),
+    # then two passes and the subtraction.
+    sim = torch.mm(unit_rows(a), unit_rows(b).t())
     a_aug = torch.cat([a, torch.ones_like(a[:, :1]), a.square().sum(1, keepdim=True)], dim=1)
-    b_aug = torch.cat([-2.0 * b, b.square().sum(1, keepdim=True), torch.ones_like(b[:, :1])], dim=1)
-    dist = torch.mm(a_aug, b_aug.t()).clamp_(1e-5, 1e5).div_(3.0).sqrt_()
-    return dist.add_(cos)
+    b_aug = torch.cat([-2.0 * b, b.square().sum(1, keepdim=True), torch.ones_like(b[:, :1])],
+                      dim=1).div_(3.0)
+    dist = torch.mm(a_aug, b_aug.t()).clamp_(1e-5 / 3.0, 1e5 / 3.0).sqrt_()
+    return dist.sub_(sim)
 
 
 def _palette_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -115,8 +136,11 @@ class _MomentL1(torch.autograd.Function):
 
     The forward works in place in the covariance product's buffer; the backward is one
     product, ``xc (S + S^T) / (n D^2)`` with S = sign(cov difference), plus the mean term's
-    row vector. The centring needs no backward of its own: the rows of xc sum to zero, so the
-    product's rows sum to zero too."""
+    row vector. Both covariances are symmetric, so ``S + S^T = 2 S`` (an entry could differ
+    only where the difference is zero to rounding, where |.| has no derivative anyway): this
+    skips a transposed (D,D) sum that cost as much as a fifth of the product. The centring
+    needs no backward of its own: the rows of xc sum to zero, so the product's rows sum to
+    zero too."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, a: torch.Tensor, mu_b: torch.Tensor,
@@ -134,7 +158,7 @@ class _MomentL1(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
         xc, sign, mu_sign = ctx.saved_tensors
         n, d = xc.shape
-        grad_a = torch.mm(xc, sign + sign.t()).mul_(grad / (n * d * d))
+        grad_a = torch.mm(xc, sign).mul_(grad * (2.0 / (n * d * d)))
         grad_a.add_(mu_sign * (grad / (n * d)))
         return grad_a, None, None
 
