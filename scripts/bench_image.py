@@ -6,7 +6,7 @@ share spent in the extractor forward+backward and in the losses, and a floor mea
 same process — a bare VGG16 forward+backward of the same image size plus the loss's
 unavoidable products timed alone: the (points x style points) cosine cost matrix forward, the
 (D x D) output covariance forward+backward and the (points x points) self-similarity
-forward+backward (each backward as one product, its cheapest exact form).
+forward+backward (each backward as one product, its cheapest exact form; products only).
 
     python scripts/bench_image.py --sizes 64 128 256 --iters 10 --repeats 3
 """
@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
-from strotss_video.losses.ops import gram, unit_rows  # noqa: E402
+from strotss_video.losses.ops import unit_rows  # noqa: E402
 from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
 from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize  # noqa: E402
 
@@ -75,19 +75,25 @@ def floor_terms(extractor: torch.nn.Module, size: tuple[int, int], cfg: StrotssC
     n, m = cfg.output_points, cfg.style_points
     a = unit_rows(torch.rand(n, dim, device=device))
     b_t = unit_rows(torch.rand(m, dim, device=device)).t().contiguous()
-    x = torch.rand(n, dim, device=device, requires_grad=True)
+    x = torch.rand(n, dim, device=device)
     g_cov = torch.rand(dim, dim, device=device)
     g_ss = torch.rand(n, n, device=device)
 
+    # The products alone: forward X^T X (D,D) or X X^T (N,N), backward one product with the
+    # incoming gradient (the symmetrisation of that gradient is not a product: not floor).
+    @torch.no_grad()
     def cost() -> None:
-        with torch.no_grad():
-            torch.mm(a, b_t)
+        torch.mm(a, b_t)
 
+    @torch.no_grad()
     def cov() -> None:
-        gram(x, float(n)).backward(g_cov)
+        torch.mm(x.t(), x)
+        torch.mm(x, g_cov)
 
+    @torch.no_grad()
     def ss() -> None:
-        gram(x.t()).backward(g_ss)
+        torch.mm(x, x.t())
+        torch.mm(g_ss, x)
 
     out = {name: _median_time(fn, device, repeats)
            for name, fn in (("vgg_forward_backward", vgg), ("cost_matrix_forward", cost),

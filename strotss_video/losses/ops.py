@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 
 
+def _plus_transpose(g: torch.Tensor) -> torch.Tensor:
+    """``g + g^T`` for a square g. A sum that reads one operand across its layout is ~3x slower
+    on CPU than a (blocked) transposing copy followed by a plain sum."""
+    return g.t().contiguous().add_(g)
+
+
 class _SymmetricGram(torch.autograd.Function):
     """``X^T X / n`` whose backward is one product, ``X (G + G^T) / n``.
 
@@ -20,7 +26,7 @@ class _SymmetricGram(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return torch.mm(x, grad + grad.t()).div_(ctx.n), None
+        return torch.mm(x, _plus_transpose(grad)).div_(ctx.n), None
 
 
 def gram(x: torch.Tensor, n: float = 1.0) -> torch.Tensor:
@@ -67,7 +73,7 @@ class _OuterGram(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return torch.mm(grad + grad.t(), x)
+        return torch.mm(_plus_transpose(grad), x)
 
 
 def outer_cosine_similarity(a_unit: torch.Tensor) -> torch.Tensor:

@@ -90,7 +90,8 @@ def remd_cosine(a_unit: torch.Tensor, b_unit: torch.Tensor,
             partner, count = b_unit[sim.max(dim=1).indices], n
         else:
             partner, count = _nearest_sums(a_unit, b_unit, sim.max(dim=0).indices), m
-    return 1.0 - (a_unit * partner).sum() / count
+    # A dot product: no (N,D) temporary in the forward.
+    return 1.0 - torch.dot(a_unit.reshape(-1), partner.reshape(-1)) / count
 
 
 def _nearest_sums(a_unit: torch.Tensor, b_unit: torch.Tensor, col_arg: torch.Tensor) -> torch.Tensor:
@@ -102,15 +103,14 @@ def _nearest_sums(a_unit: torch.Tensor, b_unit: torch.Tensor, col_arg: torch.Ten
 
 def _palette_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The palette cost minus 1 (the constant changes no arg-min and no branch). (N,3),(M,3)."""
-    # Built without autograd, so in place: one product each for the cosine similarity and
-    # the squared distance over 3 (|a|^2 + |b|^2 - 2ab as a 5-d product with b's side scaled),
-    # then two passes and the subtraction.
-    sim = torch.mm(unit_rows(a), unit_rows(b).t())
+    # Built without autograd, so in place: the squared distance over 3 as one 5-d product
+    # (|a|^2 + |b|^2 - 2ab, b's side scaled), clamp and root in place, then the cosine
+    # similarity subtracted by the second product itself (no (N,M) temporary).
     a_aug = torch.cat([a, torch.ones_like(a[:, :1]), a.square().sum(1, keepdim=True)], dim=1)
     b_aug = torch.cat([-2.0 * b, b.square().sum(1, keepdim=True), torch.ones_like(b[:, :1])],
                       dim=1).div_(3.0)
     dist = torch.mm(a_aug, b_aug.t()).clamp_(1e-5 / 3.0, 1e5 / 3.0).sqrt_()
-    return dist.sub_(sim)
+    return dist.addmm_(unit_rows(a), unit_rows(b).t(), alpha=-1.0)
 
 
 def _palette_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -150,7 +150,8 @@ class _MomentL1(torch.autograd.Function):
         xc = a - mu_a
         diff = torch.mm(xc.t(), xc).div_(n).sub_(cov_b)
         mu_diff = mu_a - mu_b
-        loss = mu_diff.abs().mean() + diff.abs().mean()
+        # The L1 norm reads the (D,D) difference once, with no |.| temporary.
+        loss = mu_diff.abs().mean() + torch.linalg.vector_norm(diff, 1) / diff.numel()
         ctx.save_for_backward(xc, diff.sign_(), mu_diff.sign_())
         return loss
 
