@@ -138,7 +138,7 @@ class _MomentL1(torch.autograd.Function):
     product, ``xc (S + S^T) / (n D^2)`` with S = sign(cov difference), plus the mean term's
     row vector. Both covariances are symmetric, so ``S + S^T = 2 S`` (an entry could differ
     only where the difference is zero to rounding, where |.| has no derivative anyway): this
-    skips a transposed (D,D) sum that cost as much as a fifth of the product. The centring
+    skips a transposed (D,D) sum that cost about a third as much as the product. The centring
     needs no backward of its own: the rows of xc sum to zero, so the product's rows sum to
     zero too."""
 

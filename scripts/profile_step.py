@@ -1,0 +1,77 @@
+#!/usr/bin/env python
+"""Where one optimisation step's time goes, by operator; prints JSON.
+
+Runs the image core (one scale, faithful point counts) on a synthetic content/style pair under
+the PyTorch profiler and reports each operator's self time per step, grouped by operator and
+input shapes, largest first, with the set-up (content features, candidates) included once and
+divided over the steps as in a warm frame. The profiler slows the step (~15%) and can charge a
+small operator with the wait for the thread pool left by the one before it (a 5-d product of
+the palette cost showed 20+ ms here while the whole palette cost takes 4-7 ms timed in the
+loop): read it to find where the work is, and time a change with bench_video.py.
+
+    python scripts/profile_step.py --size 256 144 --iters 10 --top 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_image import _pattern  # noqa: E402
+from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
+from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
+from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, nargs=2, default=[256, 144], metavar=("W", "H"))
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", choices=("auto", "float32", "mixed"), default="float32")
+    args = ap.parse_args()
+
+    device = resolve_device(args.device)
+    extractor, _ = extractor_for(RuntimeConfig(precision=args.precision), device, None, False)
+    w, h = args.size
+    long_side = max(w, h)
+    cfg = StrotssConfig(max_size=long_side, scales=1, iters=args.iters)
+    content = _pattern(h, w, 1, device)
+    style = _pattern(long_side, long_side, 2, device)
+    bank = StyleBank(extractor, style, cfg)
+    bank.targets(long_side)
+    plan = [ScaleStep(long_side, args.iters, cfg.final_lr, 2.0, add_content_band=False)]
+    stylize(content, bank, extractor, cfg, plan=plan, progress=False)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        report = stylize(content, bank, extractor, cfg, plan=plan, progress=False).scales[0]
+    rows = []
+    for e in prof.key_averages(group_by_input_shape=True):
+        if e.key.startswith("aten::") or e.key.startswith("mkldnn"):
+            rows.append({"op": e.key, "shapes": str(e.input_shapes),
+                         "ms_per_step": e.self_cpu_time_total / 1000.0 / args.iters,
+                         "calls_per_step": e.count / args.iters})
+    rows.sort(key=lambda r: -r["ms_per_step"])
+    total = sum(r["ms_per_step"] for r in rows)
+    print(json.dumps({
+        "benchmark": "profile_step", "device": str(device),
+        "device_name": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "precision": args.precision, "size": [w, h],
+        "seconds_per_step_profiled": report.seconds / report.iterations,
+        "ops_ms_per_step_total": round(total, 2),
+        "top": [{**r, "ms_per_step": round(r["ms_per_step"], 3),
+                 "calls_per_step": round(r["calls_per_step"], 2)} for r in rows[:args.top]],
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
