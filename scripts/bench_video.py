@@ -33,6 +33,7 @@ from conftest import pattern_image, save_rgb  # noqa: E402
 from media import make_clip  # noqa: E402
 
 from strotss_video.config import build_config, flag_overrides  # noqa: E402
+from strotss_video.features import sampling  # noqa: E402
 from strotss_video.pipeline.runtime import load_extractor, resolve_device  # noqa: E402
 from strotss_video.pipeline.video import stylize_video  # noqa: E402
 
@@ -55,12 +56,17 @@ def main() -> None:
     ap.add_argument("--scales", type=int)
     ap.add_argument("--precision", choices=("auto", "float32", "mixed"))
     ap.add_argument("--cuda-graphs", choices=("on", "off"))
+    ap.add_argument("--reads", choices=("gather", "grid_sample"),
+                    help="hypercolumn read in CPU and CUDA-graph steps (default: "
+                         "features.sampling.DEFAULT_READ); eager CUDA steps use grid_sample")
     ap.add_argument("--cuts", type=int, default=0,
                     help="hard cuts in the generated clip: each starts a shot with a cold frame, "
                          "so cold frames after the first (one-time set-up, cuDNN autotuning) "
                          "are timed too")
     args = ap.parse_args()
 
+    if args.reads:
+        sampling.DEFAULT_READ = args.reads
     base = build_config(args.preset, args.config, flag_overrides({
         "max_size": args.size, "scales": args.scales, "precision": args.precision,
         "cuda_graphs": args.cuda_graphs}))
@@ -135,7 +141,8 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "precision": summary["precision"], "cuda_graphs": cfg["runtime"]["cuda_graphs"],
+        "precision": summary["precision"], "reads": sampling.DEFAULT_READ,
+        "cuda_graphs": cfg["runtime"]["cuda_graphs"],
         "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
         "measured_iters": {"cold_per_scale": cfg["strotss"]["iters"],
                            "warm": cfg["temporal"]["warm_iters"]},
@@ -154,6 +161,8 @@ def main() -> None:
         "wall_seconds": wall,
         "peak_rss_mib": summary["peak_rss_mib"],
         "peak_gpu_mib": summary["peak_gpu_mib"],
+        "gpu_mib_allocated_and_peak_by_frame": [f.get("gpu_mib") for f in frames]
+        if device.type == "cuda" else None,
         "floor_seconds": floor,
         "ratio_iteration_to_floor": pipeline_iter / floor["total"] if pipeline_iter else None,
         "projected_schedule": {"cold_iters_per_scale": full.strotss.iters,

@@ -10,6 +10,9 @@ the palette cost showed 20+ ms here while the whole palette cost takes 4-7 ms ti
 loop): read it to find where the work is, and time a change with bench_video.py.
 
     python scripts/profile_step.py --size 256 144 --iters 10 --top 30
+
+On CUDA (``--device cuda``) it also counts the kernels a step launches and lists the kernels
+with the most device time: there a step is bound by the number of small kernels.
 """
 
 from __future__ import annotations
@@ -32,6 +35,29 @@ from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa
 from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize  # noqa: E402
 
 
+def _kernels(prof: profile, iters: int, top: int) -> dict:
+    """Kernels launched per step and the ones with the most device time (CUDA only)."""
+    from torch.autograd import DeviceType
+
+    by_name: dict[str, list[float]] = {}
+    for e in prof.events():
+        if e.device_type != DeviceType.CUDA:
+            continue
+        us = getattr(e, "device_time", None)
+        if us is None:
+            us = getattr(e, "cuda_time", 0.0)
+        entry = by_name.setdefault(e.name[:120], [0.0, 0.0])
+        entry[0] += float(us)
+        entry[1] += 1
+    count = sum(c for _, c in by_name.values())
+    busy = sum(t for t, _ in by_name.values())
+    ranked = sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]
+    return {"kernels_per_step": round(count / iters, 1),
+            "kernel_ms_per_step": round(busy / 1000.0 / iters, 3),
+            "top": [{"kernel": k, "ms_per_step": round(t / 1000.0 / iters, 4),
+                     "calls_per_step": round(c / iters, 2)} for k, (t, c) in ranked]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, nargs=2, default=[256, 144], metavar=("W", "H"))
@@ -52,8 +78,14 @@ def main() -> None:
     bank.targets(long_side)
     plan = [ScaleStep(long_side, args.iters, cfg.final_lr, 2.0, add_content_band=False)]
     stylize(content, bank, extractor, cfg, plan=plan, progress=False)  # warm-up
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities, record_shapes=True) as prof:
         report = stylize(content, bank, extractor, cfg, plan=plan, progress=False).scales[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    kernels = _kernels(prof, args.iters, args.top) if device.type == "cuda" else None
     rows = []
     for e in prof.key_averages(group_by_input_shape=True):
         if e.key.startswith("aten::") or e.key.startswith("mkldnn"):
@@ -68,6 +100,8 @@ def main() -> None:
         "threads": torch.get_num_threads(), "precision": args.precision, "size": [w, h],
         "seconds_per_step_profiled": report.seconds / report.iterations,
         "ops_ms_per_step_total": round(total, 2),
+        "ops_calls_per_step": round(sum(r["calls_per_step"] for r in rows), 1),
+        "cuda": kernels,
         "top": [{**r, "ms_per_step": round(r["ms_per_step"], 3),
                  "calls_per_step": round(r["calls_per_step"], 2)} for r in rows[:args.top]],
     }, indent=2))

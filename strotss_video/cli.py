@@ -83,7 +83,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "mixed on CUDA and on CPUs with native bfloat16, else float32")
     r.add_argument("--cuda-graphs", choices=("on", "off"),
                    help="on CUDA, replay each scale's optimisation step as a CUDA graph "
-                        "(experimental, default off)")
+                        "(default on; off runs every step eagerly)")
     r.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
     r.add_argument("--stats", metavar="FILE.json", help="write timings and losses as JSON")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output")

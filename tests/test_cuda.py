@@ -28,11 +28,22 @@ CUDA = torch.device("cuda")
 SMALL = StrotssConfig(max_size=64, scales=2, iters=12, output_points=128, style_points=256)
 
 
-def _images(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _images(device: torch.device, dtype: torch.dtype = torch.float32
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     content = torch.rand(1, 3, 48, 64, generator=g)
     style = torch.rand(1, 3, 64, 64, generator=g)
-    return content.to(device), style.to(device)
+    return content.to(device, dtype), style.to(device, dtype)
+
+
+# Runs that should agree are compared in float64. In float32, rounding differences (the order
+# of the reads' atomic adds, CPU vs GPU kernels) flip near-tied nearest-neighbour choices of the
+# REMD terms and grow through the steps: on a CPU, swapping only the read method (gather vs
+# grid_sample, same arithmetic) moves this 24-step result by 3.2e-3 mean in float32 and by
+# 4e-11 in float64. In float64 a real difference (a stale graph input, a missed update) stands
+# out by orders of magnitude. (Eager CUDA steps read with grid_sample, replayed ones with
+# row gathers: the same arithmetic, which float64 also makes comparable.)
+EXACT = torch.float64
 
 
 @pytest.fixture(autouse=True)
@@ -59,8 +70,8 @@ def test_branch_free_losses_on_cuda_match_cpu(m: int) -> None:
 
 
 def test_graph_replay_gives_the_eager_result() -> None:
-    extractor = TinyExtractor().to(CUDA)
-    content, style = _images(CUDA)
+    extractor = TinyExtractor().to(CUDA, EXACT)
+    content, style = _images(CUDA, EXACT)
     runs = {}
     for mode in ("off", "on"):
         bank = StyleBank(extractor, style, SMALL, seed=3)
@@ -68,16 +79,14 @@ def test_graph_replay_gives_the_eager_result() -> None:
     assert [s.graphed for s in runs["on"].scales] == [True, True]
     assert not any(s.graphed for s in runs["off"].scales)
     assert runs["on"].iterations == runs["off"].iterations == 24
-    # grid_sample's backward adds with atomics: runs differ by summation order, which
-    # RMSprop can amplify where a gradient is near zero.
-    assert (runs["on"].image - runs["off"].image).abs().mean() < 1e-3
+    assert (runs["on"].image - runs["off"].image).abs().mean() < 1e-6
     for a, b in zip(runs["on"].scales, runs["off"].scales):
-        assert a.losses["total"] == pytest.approx(b.losses["total"], rel=1e-3)
+        assert a.losses["total"] == pytest.approx(b.losses["total"], rel=1e-6)
 
 
 def test_graph_replay_with_temporal_term_and_early_stop() -> None:
-    extractor = TinyExtractor().to(CUDA)
-    content, style = _images(CUDA)
+    extractor = TinyExtractor().to(CUDA, EXACT)
+    content, style = _images(CUDA, EXACT)
     init = content.flip(-1)
     term = TemporalTerm(warped=(init,), masks=(torch.ones_like(content[:, :1]),), weight=50.0)
     plan = final_scale_plan(SMALL, 30)
@@ -97,16 +106,15 @@ def test_graph_replay_with_temporal_term_and_early_stop() -> None:
 def test_cuda_and_cpu_runs_agree() -> None:
     results = []
     for device in (torch.device("cpu"), CUDA):
-        extractor = TinyExtractor().to(device)
-        content, style = _images(device)
+        extractor = TinyExtractor().to(device, EXACT)
+        content, style = _images(device, EXACT)
         bank = StyleBank(extractor, style, SMALL, seed=2)
         results.append(stylize(content, bank, extractor, SMALL, seed=2, progress=False,
                                graphs="on"))
     cpu, gpu = results
-    # Different summation orders (cuDNN algorithms, atomics) grow through the steps: measured
-    # 0.0027 mean on an H100; the outputs agree to well under one 8-bit level.
-    assert (cpu.image - gpu.image.cpu()).abs().mean() < 1 / 255
-    assert gpu.scales[-1].losses["total"] == pytest.approx(cpu.scales[-1].losses["total"], rel=0.01)
+    assert gpu.scales[-1].graphed
+    assert (cpu.image - gpu.image.cpu()).abs().mean() < 1e-6
+    assert gpu.scales[-1].losses["total"] == pytest.approx(cpu.scales[-1].losses["total"], rel=1e-6)
 
 
 @pytest.mark.weights
@@ -120,3 +128,7 @@ def test_video_on_cuda_with_graphs(tmp_path: Path) -> None:
                                progress=False)
     assert [f.kind for f in result.frames] == ["cold"] + ["warm"] * 5
     assert result.output is not None and result.output.stat().st_size > 0
+    # Graphs are the default; each frame records GPU memory (allocated now, peak so far).
+    peaks = [f.gpu_mib[1] for f in result.frames if f.gpu_mib is not None]
+    assert len(peaks) == 6 and peaks == sorted(peaks)
+    assert all(0 < f.gpu_mib[0] <= f.gpu_mib[1] for f in result.frames if f.gpu_mib)

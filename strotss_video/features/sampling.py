@@ -51,6 +51,16 @@ def subset(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randperm(count, generator=generator)[: min(size, count)]
 
 
+DEFAULT_READ = "gather"
+"""The read a step uses. Gathers parallelise over points x channels; grid_sample over points
+only, looping over channels, and copies a channels-last map to NCHW and back. Measured per
+step with ~1000 points: on a 2-core CPU at 256x192, 22 vs 71 ms forward+backward
+(scripts/bench_reads.py); on an H100 at 512x288 replayed in a CUDA graph, 5.4 vs 8.6 ms for
+the whole step (scripts/bench_video.py --reads). Eager CUDA steps ask for grid_sample, which
+launches fewer kernels, and so does the content read (tens of thousands of points, no
+gradient), where it is faster on CPU too."""
+
+
 def read_bilinear(maps: Sequence[torch.Tensor], strides: Sequence[int],
                   points: torch.Tensor, method: str | None = None) -> torch.Tensor:
     """Bilinear reads of every map at ``points`` -> ``(N, sum C_k)`` (see
@@ -65,14 +75,12 @@ def read_bilinear_columns(maps: Sequence[torch.Tensor], strides: Sequence[int],
     A map of stride s is read at (x/s, y/s) with no half-pixel correction, clamped at the
     border. maps: ``[(1,C_k,H_k,W_k)]``; points ``(N,2)`` (x, y) on the stride-1 grid.
     ``method``: "gather" reads the four corner rows of a channels-last map and scatters the
-    gradient back with one ``index_add`` (on CPU, for a step's ~1000 points, ~3x faster
-    forward+backward than ``grid_sample``, which copies a channels-last map to NCHW and
-    back); "grid_sample" uses ``align_corners=True``, which maps normalised -1..1 exactly onto
-    pixel centres 0..W-1 (faster on CPU for tens of thousands of points without gradient).
-    Default: grid_sample on CUDA (the one measured there), gather elsewhere. Same values and
-    gradients either way."""
+    gradient back with one ``index_add``; "grid_sample" uses ``align_corners=True``, which maps
+    normalised -1..1 exactly onto pixel centres 0..W-1. None: :data:`DEFAULT_READ`. Same
+    values and gradients either way; scripts/bench_reads.py and bench_video.py ``--reads``
+    compare them."""
     if method is None:
-        method = "grid_sample" if maps[0].is_cuda else "gather"
+        method = DEFAULT_READ
     if method not in ("gather", "grid_sample"):
         raise ValueError(f"unknown read method {method!r}")
     columns = []

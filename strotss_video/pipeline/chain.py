@@ -46,6 +46,16 @@ class FrameRecord:
     flow_ahead_seconds: float = 0.0
     """Input flows computed ahead in the decode thread, overlapped with the previous frame's
     optimisation (filled by the shot task); ``flow_seconds`` is the rest (masks, warps)."""
+    gpu_mib: list[float] | None = None
+    """On CUDA: [memory allocated after the frame, peak allocated so far] in MiB, so that
+    growth from frame to frame and one-off peaks (cuDNN autotuning) can be told apart."""
+
+
+def _gpu_mib(device: torch.device) -> list[float] | None:
+    if device.type != "cuda":
+        return None
+    return [round(torch.cuda.memory_allocated(device) / 2**20, 1),
+            round(torch.cuda.max_memory_allocated(device) / 2**20, 1)]
 
 
 def processing_size(height: int, width: int, max_size: int) -> tuple[int, int]:
@@ -232,5 +242,6 @@ class VideoStylizer:
                              reliable=reliable, cold_reason=cold_reason,
                              loss_seconds=result.loss_seconds,
                              scales=[[s.long_side, s.iterations, s.loop_seconds]
-                                     for s in result.scales])
+                                     for s in result.scales],
+                             gpu_mib=_gpu_mib(output.device))
         return output, record
