@@ -149,6 +149,10 @@ def main() -> None:
         "cold_seconds_median": _median([f["seconds"] for f in cold]),
         "cold_seconds_each": [f["seconds"] for f in cold],
         "cold_seconds_after_first": _median([f["seconds"] for f in cold[1:]]),
+        # Per cold frame: [long side, steps, loop seconds] per scale; the rest of the frame's
+        # time is set-up outside the loops (style targets, content reads): where a first
+        # frame's one-time costs sit.
+        "cold_scale_loops": [f["scales"] for f in cold],
         "final_losses_median": {k: _median([f["losses"][k] for f in frames])
                                 for k in ("total", "style", "content")},
         "warm_seconds_median": _median([f["seconds"] for f in warm]),

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import signal
 import sys
-import threading
 import warnings
 import traceback
 from typing import Any, NoReturn, Sequence
 
 from . import __version__
 from .config import Config, available_presets, build_config, flag_overrides
-from .errors import Interrupted, StrotssError, UsageError
+from .errors import Interrupted, StrotssError, UsageError, install_stop_handlers
 
 PROG = "strotss-video"
 COMMANDS = ("video", "image", "shots", "batch", "weights")
@@ -356,13 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `strotss-video in.mp4 style.jpg out.mp4` is the video command.
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "video")
-    def _terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
-
     _one_line_warnings()
     try:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _terminate)
+        install_stop_handlers()
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:

@@ -3,6 +3,9 @@ message is one line that says what to do; the CLI prints it without a traceback.
 
 from __future__ import annotations
 
+import signal
+import threading
+
 
 class StrotssError(Exception):
     """A failure the user should see as one line. Exit code 1 (a run that failed)."""
@@ -40,3 +43,38 @@ class Interrupted(StrotssError):
     def __init__(self, message: str, work_dir: str | None = None) -> None:
         super().__init__(message)
         self.work_dir = work_dir
+
+
+_STOP = threading.Event()
+
+
+def note_stop() -> None:
+    """Remember that the user asked to stop (without raising)."""
+    _STOP.set()
+
+
+def check_stop() -> None:
+    """Raise KeyboardInterrupt if a stop was asked for. Called between optimisation steps and
+    frames, so that a stop request survives a KeyboardInterrupt that some library code caught
+    and dropped: seen here as a SIGINT during the lazy import of torch's compiler stack, after
+    which the run went on to the end."""
+    if _STOP.is_set():
+        raise KeyboardInterrupt
+
+
+def reset_stop() -> None:
+    _STOP.clear()
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _STOP.set()
+    raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
+
+
+def install_stop_handlers() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt and are remembered (see :func:`check_stop`).
+    Only from the main thread (a no-op elsewhere, where Python allows no handlers)."""
+    if threading.current_thread() is threading.main_thread():
+        reset_stop()
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)

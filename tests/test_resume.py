@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,9 +15,11 @@ import numpy as np
 import pytest
 
 from clitools import REPO, run_cli
-from conftest import pattern_image, save_rgb
+from conftest import TinyExtractor, pattern_image, save_rgb
 from media import make_clip
+from strotss_video.errors import Interrupted, note_stop, reset_stop
 from strotss_video.io.video import read_frames
+from strotss_video.pipeline.video import stylize_video
 from strotss_video.pipeline.workdir import WorkDir
 
 FRAMES = 12
@@ -78,7 +81,9 @@ def test_interrupted_run_resumes_to_identical_output(media: Path, reference: tup
     cmd = command(media, out, work)
     stopped = stop_after(cmd, work, 4, sig)
     k = finished(work)
-    assert 4 <= k < FRAMES
+    # Seen twice in ~20 full-suite runs: k == 0 after SIGINT, i.e. the run went on to the end
+    # (which removes the frames). The exit status and stderr tell a lost signal from a late one.
+    assert 4 <= k < FRAMES, (stopped.returncode, stopped.stderr[-1500:])
     assert not out.exists() and not list(tmp_path.glob("*.part")), "no output after a stop"
     if sig == signal.SIGKILL:
         assert stopped.returncode == -signal.SIGKILL
@@ -127,3 +132,31 @@ def test_workdir_commit_order_and_stale_parts(tmp_path: Path) -> None:
     assert other.finished_prefix(10, 20) == 0
     with pytest.raises(Exception, match="invalid work directory name"):
         WorkDir.open(tmp_path, "../escape", {"key": "k"})
+
+
+def test_a_stop_request_survives_a_dropped_keyboard_interrupt(tmp_path: Path) -> None:
+    """A SIGINT whose KeyboardInterrupt some library code caught and dropped (seen during
+    torch's lazy imports: the run then went on to the end) still stops the run, keeping the
+    finished frames: the handler also records the request, and the pipeline checks it between
+    steps and frames. Here the request is recorded without any KeyboardInterrupt at all."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=FRAMES, size=(96, 64), shift=(1, 0)).path
+    style = save_rgb(tmp_path / "style.png", pattern_image(64, 64, seed=2))
+    out, work = tmp_path / "out.mp4", tmp_path / "work"
+
+    def stop_after_two_frames() -> None:
+        deadline = time.monotonic() + 300
+        while finished(work) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        note_stop()
+
+    watcher = threading.Thread(target=stop_after_two_frames, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(Interrupted):
+            stylize_video(clip, style, out, extractor=TinyExtractor(), progress=False,
+                          work_dir=work, preset="test", max_size=64, iters=8, warm_iters=3)
+    finally:
+        watcher.join()
+        reset_stop()
+    assert 2 <= finished(work) < FRAMES
+    assert not out.exists() and not list(tmp_path.glob("*.part"))

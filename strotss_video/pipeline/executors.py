@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from ..errors import StrotssError, UsageError
+from ..errors import StrotssError, UsageError, install_stop_handlers
 from ..features.vgg import FeatureExtractor
 from ..flow.base import FlowEstimator
 from .job import ShotOutcome, ShotTask, run_shot, threads_per_worker
@@ -106,6 +106,7 @@ _WORKER_DEVICE: str | None = None
 
 def _init_worker(slots: Any) -> None:
     global _WORKER_DEVICE
+    install_stop_handlers()
     _WORKER_DEVICE = slots.get() if slots is not None else None
 
 

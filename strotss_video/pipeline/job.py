@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..errors import InputError, StrotssError
+from ..errors import InputError, StrotssError, check_stop
 from ..features.vgg import FeatureExtractor
 from ..flow import make_flow
 from ..flow.base import FlowEstimator
@@ -267,6 +267,7 @@ def run_shot(task: ShotTask, *, extractor: FeatureExtractor | None = None,
     with Prefetch(source) as frames, Committer(work.commit_frame) as committer:
         t_io = time.perf_counter()
         for frame, flows, ahead in frames:
+            check_stop()
             content = to_tensor(frame.image, device)
             decode = time.perf_counter() - t_io
             output, record = stylizer.frame(content, frame.index, flows)

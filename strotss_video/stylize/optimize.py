@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import StrotssConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, check_stop
 from ..features.sampling import (candidate_grid, random_pixels, read_bilinear,
                                  read_bilinear_columns, read_nearest, subset)
 from ..features.vgg import FeatureExtractor
@@ -353,6 +353,7 @@ def _loop(body: Callable[[torch.Tensor, torch.Tensor, list[object] | None], Loss
     replay: Callable[[int], LossTerms] | None = None
     done = 0
     for it in range(iters):
+        check_stop()
         if replay is not None:
             terms = replay(it)
         else:
