@@ -33,14 +33,13 @@ step() {  # NAME LIMIT COMMAND...: run one step if time is left; a JSON result g
 }
 V=scripts/bench_video.py
 step cuda-tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
-step video512 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --cuda-graphs on
-step video512-gridsample 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --cuda-graphs on --reads grid_sample
-step profile512 60 python3 scripts/profile_step.py --device cuda --size 512 288 --iters 20 --precision mixed --top 40
-step video1920 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50 --cuda-graphs on
+step video512 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1
 step video512-eager 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --cuda-graphs off
+step video1920 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50
+step profile512 60 python3 scripts/profile_step.py --device cuda --size 512 288 --iters 20 --precision mixed --top 40
 step image-mixed 90 python3 scripts/bench_image.py --device cuda --sizes 256 512 1024 --iters 50 --repeats 3 --precision mixed
-step video512-float32 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --precision float32 --cuda-graphs on
-step video512-float32-eager 90 python3 $V --device cuda --size 512 --frames 6 --precision float32 --cuda-graphs off
+step video512-gridsample 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --reads grid_sample
+step video512-float32 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --precision float32
 step reads 40 python3 scripts/bench_reads.py --device cuda --size 512 288 --points 1024 16384
 grep -E "rc=|skipped|passed|failed|error" "$LOG" | tail -n 20
 wc -l < "$RES"
