@@ -56,8 +56,8 @@ def note_stop() -> None:
 def check_stop() -> None:
     """Raise KeyboardInterrupt if a stop was asked for. Called between optimisation steps and
     frames, so that a stop request survives a KeyboardInterrupt that some library code caught
-    and dropped: seen here as a SIGINT during the lazy import of torch's compiler stack, after
-    which the run went on to the end."""
+    and dropped: seen here once in 16 tries, a SIGINT in the first seconds of a run (while
+    torch imports its compiler stack lazily) after which the run went on to the end."""
     if _STOP.is_set():
         raise KeyboardInterrupt
 

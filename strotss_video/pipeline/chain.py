@@ -48,7 +48,8 @@ class FrameRecord:
     optimisation (filled by the shot task); ``flow_seconds`` is the rest (masks, warps)."""
     gpu_mib: list[float] | None = None
     """On CUDA: [memory allocated after the frame, peak allocated so far] in MiB, so that
-    growth from frame to frame and one-off peaks (cuDNN autotuning) can be told apart."""
+    growth from frame to frame and one-off peaks (e.g. during the first frame) can be told
+    apart."""
 
 
 def _gpu_mib(device: torch.device) -> list[float] | None:

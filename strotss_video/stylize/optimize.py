@@ -436,9 +436,10 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
     # capturable keeps the optimiser's step count on the device, as graph replay needs.
     optimiser = torch.optim.RMSprop(pyramid, lr=step.lr, alpha=cfg.rmsprop_alpha,
                                     eps=cfg.rmsprop_eps, capturable=graph)
-    # Row gathers are ~4x less GPU work than grid_sample, but launch ~5x more kernels: on CUDA
-    # they pay only inside a graph (H100, 512 px: 5.4 vs 8.6 ms per step replayed; eager,
-    # grid_sample's reads cost 5.7 ms per step vs 7.2 ms; README: GPU).
+    # On CUDA row gathers pay only inside a graph: they take far less GPU time than
+    # grid_sample (H100, 512 px: a step's kernels 4.1 vs 7.8 ms, of which grid_sample 4.0), but
+    # launch more kernels (720 vs 513 per step), which eager steps pay for on the host
+    # (reads timed eagerly: 7.2 vs 5.7 ms per step; README: GPU).
     read = "grid_sample" if device.type == "cuda" and not graph else None
 
     def body(idx: torch.Tensor, crow: torch.Tensor,
