@@ -17,7 +17,7 @@ import torch
 from strotss_video.losses import (StyleTarget, alpha_at, combine, content_loss, moment_loss, moments,
                                   relaxed_emd, remd_cosine, remd_palette, self_similarity,
                                   strotss_loss)
-from strotss_video.losses.ops import gram, outer_cosine_similarity, unit_rows
+from strotss_video.losses.ops import gram, outer_cosine_similarity, symmetric_product, unit_rows
 from strotss_video.losses.style import _palette_matrix, cosine_cost_matrix, cosine_cost_pairs
 
 PairFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -313,6 +313,28 @@ def test_moment_loss_gradient_at_scale(dtype: torch.dtype) -> None:
         return (t.mean(0) - mu_b).abs().mean() + (tc.t() @ tc / t.shape[0] - cov_b).abs().mean()
 
     assert_value_and_grad(lambda t: moment_loss(t, mu_b, cov_b), plain, x, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_symmetric_product_in_blocks_equals_the_product(dtype: torch.dtype) -> None:
+    """600 rows, 1100 columns: 2x2 blocks for x x^T and 4x4 for x^T x (and a size that does
+    not divide evenly); each block is the plain product's, and the result exactly symmetric."""
+    x = randn(600, 1100, seed=31).to(dtype)
+    for rows, want in ((True, x @ x.t()), (False, x.t() @ x)):
+        got = symmetric_product(x, rows)
+        assert got.shape == want.shape and torch.equal(got, got.t())
+        torch.testing.assert_close(got, want, rtol=1e-12 if dtype == F64 else 1e-5,
+                                   atol=1e-9 if dtype == F64 else 1e-3)
+    # Through the losses that use it: a covariance of 520 dims (2x2 blocks).
+    a = randn(200, 520, seed=32).to(dtype)
+    mu_b, cov_b = moments(randn(300, 520, seed=33).to(dtype) * 0.5)
+    assert torch.equal(cov_b, cov_b.t())
+
+    def plain(t: torch.Tensor) -> torch.Tensor:
+        tc = t - t.mean(0)
+        return (t.mean(0) - mu_b).abs().mean() + (tc.t() @ tc / t.shape[0] - cov_b).abs().mean()
+
+    assert_value_and_grad(lambda t: moment_loss(t, mu_b, cov_b), plain, a, dtype)
 
 
 # ---------------------------------------------------------------------------------------------

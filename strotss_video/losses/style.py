@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from .ops import gram, unit_rows
+from .ops import gram, symmetric_product, unit_rows
 
 PairCost = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -148,7 +148,7 @@ class _MomentL1(torch.autograd.Function):
         n = float(a.shape[0])
         mu_a = a.mean(0)
         xc = a - mu_a
-        diff = torch.mm(xc.t(), xc).div_(n).sub_(cov_b)
+        diff = symmetric_product(xc, rows=False).div_(n).sub_(cov_b)
         mu_diff = mu_a - mu_b
         # The L1 norm reads the (D,D) difference once, with no |.| temporary.
         loss = mu_diff.abs().mean() + torch.linalg.vector_norm(diff, 1) / diff.numel()

@@ -24,7 +24,7 @@ from ..features.sampling import (candidate_grid, random_pixels, read_bilinear,
 from ..features.vgg import FeatureExtractor
 from ..losses import LossTerms, StyleTarget, alpha_at, strotss_loss
 from ..losses.content import normalise_columns, self_similarity
-from ..losses.ops import unit_rows
+from ..losses.ops import symmetric_product, unit_rows
 from ..tensorops import resize, resize_labels, scaled_size
 from .guidance import Guidance
 from .pyramid import decompose, laplacian_band, recompose
@@ -420,7 +420,7 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         content_unit = unit_rows(read_bilinear(extractor(content), strides, read_at, "grid_sample"))
         # When it is less work than a product per step, all the pairwise similarities are
         # computed once and each step's target is a gather.
-        content_sim = torch.mm(content_unit, content_unit.t()) \
+        content_sim = symmetric_product(content_unit, rows=True) \
             if _precompute_similarity(content_unit.shape[0], cfg.output_points, step.iters) \
             else None
     candidates_dev = candidates.to(device)
