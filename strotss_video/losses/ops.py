@@ -25,9 +25,9 @@ def symmetric_product(x: torch.Tensor, rows: bool) -> torch.Tensor:
     """``x x^T`` (N,N) if ``rows`` else ``x^T x`` (D,D), for x (N,D); exactly symmetric.
 
     On CPU the blocks on and above the diagonal are multiplied straight into the result and
-    mirrored below it: with 4x4 blocks, 10/16 of the product's work. Measured on this 2-core
-    CPU (1024 x 2179, float32): ``x^T x`` 28.8 -> 19.3 ms, ``x x^T`` 12.0 -> 9.2 ms. On CUDA,
-    where a step is bound by kernel launches, one product."""
+    mirrored below it: with 4x4 blocks, 10/16 of the product's multiply-adds; 0.77x the time of
+    one product for 1024 x 2179 on a 2-core CPU (scripts/bench_products.py). On CUDA, where a
+    step is bound by kernel launches, one product."""
     size = x.shape[0] if rows else x.shape[1]
     blocks = _blocks(size)
     if x.is_cuda or len(blocks) == 1:
