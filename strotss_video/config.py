@@ -251,6 +251,12 @@ def _coerce(section: str, name: str, value: Any, default: Any) -> Any:
         return tuple(value)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads 3e-4 as a string: a float needs a dot there (3.0e-4).
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) and expected is not bool:
         raise ConfigError(f"{section}.{name} must be {expected.__name__}, got a boolean")
     if not isinstance(value, expected):

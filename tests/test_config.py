@@ -54,6 +54,7 @@ def test_yaml_dump_round_trips() -> None:
     ("strotss:\n  iters: many\n", "must be int"),
     ("strotss:\n  iters: true\n", "boolean"),
     ("strotss:\n  content_weight: -1\n", ">= 0"),
+    ("temporal:\n  warm_lr: fast\n", "must be float"),
     ("strotss:\n  max_size: 16\n  scales: 4\n", "below 16 px"),
     ("runtime:\n  device: tpu\n", "runtime.device"),
     ("- a\n- b\n", "expected a mapping"),
@@ -65,6 +66,14 @@ def test_bad_config_files_are_one_line_errors(tmp_path: Path, text: str, needle:
     with pytest.raises(ConfigError) as err:
         build_config(None, f)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_exponent_floats_without_a_dot_are_floats(tmp_path: Path) -> None:
+    # PyYAML (YAML 1.1) reads 3e-4 as the string "3e-4"; users write it that way anyway.
+    f = tmp_path / "c.yaml"
+    f.write_text("temporal:\n  warm_lr: 3e-4\nstrotss:\n  lr: 2E-3\n")
+    cfg = build_config(None, f)
+    assert cfg.temporal.warm_lr == 3e-4 and cfg.strotss.lr == 2e-3
 
 
 def test_unknown_preset_and_setting() -> None:
