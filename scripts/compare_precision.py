@@ -11,6 +11,11 @@ final loss terms (mean over frames) and the warping error (scripts/evaluate.py),
 arithmetic summed in another order. Its change against float32 ("noise_change") is how much
 these figures move from rounding alone, the floor under which a precision change cannot be
 told from noise on 16 frames.
+
+``--seeds N`` runs every precision with seeds 0..N-1 (other sample points, so other rounding
+paths): each seed's change is paired with float32 at the same seed, and the per-clip and pooled
+changes are means over seeds with their standard errors, which shrink as 1/sqrt(N) where one
+run's change is mostly rounding chaos.
 """
 
 from __future__ import annotations
@@ -29,48 +34,72 @@ from acceptance_video import _run, clip_arguments  # noqa: E402
 TERMS = ("total", "style", "content", "temporal")
 
 
+def _stylise(video: Path, path: Path, flags: list[str], seed: int,
+             opts: argparse.Namespace) -> dict[str, Any]:
+    _run([sys.executable, "-m", "strotss_video", str(video), str(opts.style), str(path),
+          "--preset", opts.preset, "--max-size", str(opts.max_size), "--end",
+          str(opts.frames), *flags, "--seed", str(seed), "--stats",
+          str(path.with_suffix(".json")), "--overwrite", "--quiet", "--fresh",
+          "--work-dir", str(path.parent / "work")])
+    stats = json.loads(path.with_suffix(".json").read_text())
+    frames = stats["frames"]
+    return {
+        "seconds": stats["summary"]["seconds"],
+        "mean_warm_seconds": stats["summary"]["mean_warm_seconds"],
+        "mean_cold_seconds": stats["summary"]["mean_cold_seconds"],
+        "losses": {t: statistics.mean(f["losses"][t] for f in frames if t in f["losses"])
+                   for t in TERMS if any(t in f["losses"] for f in frames)},
+    }
+
+
+def _paired(ratios: list[float]) -> dict[str, float]:
+    """Mean relative change over seeds and its standard error (0 with one seed)."""
+    changes = [r - 1 for r in ratios]
+    se = statistics.stdev(changes) / len(changes) ** 0.5 if len(changes) > 1 else 0.0
+    return {"mean": statistics.mean(changes), "se": se}
+
+
 def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
     out = Path(opts.out)
-    runs: dict[str, dict[str, Any]] = {}
     variants = {"float32": ["--precision", "float32"], "mixed": ["--precision", "mixed"]}
     if opts.noise:
         variants["float32_1thread"] = ["--precision", "float32", "--threads", "1"]
-    for precision, flags in variants.items():
-        path = out / f"{video.stem}_{precision}.mp4"
-        _run([sys.executable, "-m", "strotss_video", str(video), str(opts.style), str(path),
-              "--preset", opts.preset, "--max-size", str(opts.max_size), "--end",
-              str(opts.frames), *flags, "--stats",
-              str(path.with_suffix(".json")), "--overwrite", "--quiet", "--fresh",
-              "--work-dir", str(out / "work")])
-        stats = json.loads(path.with_suffix(".json").read_text())
-        frames = stats["frames"]
-        runs[precision] = {
-            "seconds": stats["summary"]["seconds"],
-            "mean_warm_seconds": stats["summary"]["mean_warm_seconds"],
-            "mean_cold_seconds": stats["summary"]["mean_cold_seconds"],
-            "losses": {t: statistics.mean(f["losses"][t] for f in frames if t in f["losses"])
-                       for t in TERMS if any(t in f["losses"] for f in frames)},
-        }
+    # runs[variant][k]: seed k; every variant runs every seed, so changes are paired per seed.
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    paths: list[tuple[str, int, Path]] = []
+    for seed in range(opts.seeds):
+        for name, flags in variants.items():
+            tag = name if opts.seeds == 1 else f"{name}_s{seed}"
+            path = out / f"{video.stem}_{tag}.mp4"
+            runs[name].append(_stylise(video, path, flags, seed, opts))
+            paths.append((name, seed, path))
     warp = json.loads(_run([sys.executable, "scripts/evaluate.py", str(video),
-                            *(str(out / f"{video.stem}_{v}.mp4") for v in variants),
-                            "--names", *variants, "--end", str(opts.frames)]))
+                            *(str(p) for _, _, p in paths),
+                            "--names", *(f"{n}:{s}" for n, s, _ in paths),
+                            "--end", str(opts.frames)]))
+    for name, seed, _ in paths:
+        runs[name][seed]["warping_error"] = warp["outputs"][f"{name}:{seed}"]["mean"]
     f32 = runs["float32"]
 
-    def change(name: str) -> dict[str, float]:
+    def change(name: str) -> dict[str, dict[str, float]]:
         other = runs[name]
-        return {**{f"loss_{t}": other["losses"][t] / f32["losses"][t] - 1 for t in f32["losses"]},
-                "warping_error": warp["outputs"][name]["mean"] / warp["outputs"]["float32"]["mean"]
-                - 1}
+        rows = {f"loss_{t}": _paired([o["losses"][t] / f["losses"][t]
+                                      for o, f in zip(other, f32)]) for t in f32[0]["losses"]}
+        rows["warping_error"] = _paired([o["warping_error"] / f["warping_error"]
+                                         for o, f in zip(other, f32)])
+        return rows
 
-    mixed = runs["mixed"]
+    def speedup(key: str) -> float:
+        return statistics.mean(f[key] for f in f32) / statistics.mean(m[key] for m in
+                                                                       runs["mixed"])
+
     return {
         "video": video.stem, "runs": runs,
-        "warping_error": {k: warp["outputs"][k]["mean"] for k in variants},
         "change": change("mixed"),
         **({"noise_change": change("float32_1thread")} if opts.noise else {}),
-        "speedup_total": f32["seconds"] / mixed["seconds"],
-        "speedup_warm": f32["mean_warm_seconds"] / mixed["mean_warm_seconds"],
-        "speedup_cold": f32["mean_cold_seconds"] / mixed["mean_cold_seconds"],
+        "speedup_total": speedup("seconds"),
+        "speedup_warm": speedup("mean_warm_seconds"),
+        "speedup_cold": speedup("mean_cold_seconds"),
     }
 
 
@@ -79,15 +108,32 @@ def main() -> None:
     clip_arguments(parser, "out/precision")
     parser.add_argument("--noise", action="store_true",
                         help="also run float32 with one thread: the rounding-only baseline")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="run every precision with seeds 0..N-1 and average the paired "
+                             "changes (with their standard error)")
     opts = parser.parse_args()
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     rows = [measure(v, opts) for v in opts.videos]
     keys = rows[0]["change"].keys()
+
+    def pooled(field: str) -> dict[str, dict[str, float]]:
+        """Every clip's and seed's paired change together: mean and standard error."""
+        out = {}
+        for k in keys:
+            values = [o[k] / f[k] - 1 if k == "warping_error" else
+                      o["losses"][k[5:]] / f["losses"][k[5:]] - 1
+                      for r in rows for o, f in zip(r["runs"][field], r["runs"]["float32"])]
+            out[k] = _paired([1 + v for v in values])
+        return out
+
     print(json.dumps({
         "preset": opts.preset, "max_size": opts.max_size, "frames": opts.frames,
-        "max_abs_change": {k: max(abs(r["change"][k]) for r in rows) for k in keys},
-        **({"max_abs_noise_change": {k: max(abs(r["noise_change"][k]) for r in rows)
-                                     for k in keys}} if opts.noise else {}),
+        "seeds": opts.seeds,
+        "max_abs_change": {k: max(abs(r["change"][k]["mean"]) for r in rows) for k in keys},
+        "pooled_change": pooled("mixed"),
+        **({"max_abs_noise_change": {k: max(abs(r["noise_change"][k]["mean"]) for r in rows)
+                                     for k in keys},
+            "pooled_noise_change": pooled("float32_1thread")} if opts.noise else {}),
         "median_speedup_warm": statistics.median(r["speedup_warm"] for r in rows),
         "median_speedup_total": statistics.median(r["speedup_total"] for r in rows),
         "videos": rows}, indent=2))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -69,7 +70,7 @@ def measure(video: Path, opts: argparse.Namespace, extractor: Any) -> dict[str, 
     bank = StyleBank(extractor, style, StrotssConfig(), seed=0)
     preview = ["--preset", "preview"] + (["--config", str(opts.preview_config)]
                                          if opts.preview_config else [])
-    settings = {"preview": preview, "default": []}
+    settings = {"preview": preview + opts.extra, "default": list(opts.extra)}
     runs: dict[str, dict[str, Any]] = {}
     for name, extra in settings.items():
         path = out / f"{video.stem}_{name}.mp4"
@@ -107,10 +108,13 @@ def main() -> None:
     parser.add_argument("--out", default="out/preview")
     parser.add_argument("--preview-config", type=Path,
                         help="YAML overrides on top of the preview preset (for tuning it)")
+    parser.add_argument("--extra", default="",
+                        help='options for both runs, e.g. --extra="--fill blur"')
     parser.add_argument("--reuse-default", action="store_true",
                         help="reuse the default run's output already in --out (same clip, "
                              "frames and size)")
     opts = parser.parse_args()
+    opts.extra = shlex.split(opts.extra)
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     # The evaluator is float32 whatever this CPU's default precision.
     extractor = load_extractor(RuntimeConfig(), torch.device("cpu"), progress=False).model

@@ -13,7 +13,7 @@ import traceback
 from typing import Any, NoReturn, Sequence
 
 from . import __version__
-from .config import Config, available_presets, build_config, flag_overrides
+from .config import FILL_MODES, Config, available_presets, build_config, flag_overrides
 from .errors import Interrupted, StrotssError, UsageError, install_stop_handlers
 
 PROG = "strotss-video"
@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "unreliable fraction) (default 0: fixed)")
     tmp.add_argument("--warm-lr", type=_positive_float, metavar="LR",
                      help="learning rate of warm frames (default 1e-3)")
-    tmp.add_argument("--fill", choices=("blur", "texture", "content", "mean"),
-                     help="start of newly visible areas (default blur; see docs/tuning.md)")
+    tmp.add_argument("--fill", choices=FILL_MODES,
+                     help="start of unreliable areas (default warped; see docs/tuning.md)")
     tmp.add_argument("--flow", choices=("dis", "raft"), help="optical flow method (default dis)")
     tmp.add_argument("--long-term", type=_frame_list, metavar="J,J,...",
                      help="also constrain by these past frames, e.g. 1,10,20")

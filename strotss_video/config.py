@@ -115,7 +115,7 @@ class RuntimeConfig:
 
 FLOW_METHODS = ("dis", "raft")
 DIS_PRESETS = ("ultrafast", "fast", "medium")
-FILL_MODES = ("blur", "texture", "content", "mean")
+FILL_MODES = ("blur", "texture", "content", "mean", "warped")
 MASK_SMOOTHING = ("gaussian", "erode", "none")
 
 
@@ -138,9 +138,11 @@ class TemporalConfig:
     flow: str = "dis"
     dis_preset: str = "medium"
     raft_weights: str | None = None
-    fill: str = "blur"
-    """What fills disoccluded pixels of the warm start: the content's low-pass (blur), the
-    content frame itself, or the style's mean colour."""
+    fill: str = "warped"
+    """What a warm start holds where the mask says unreliable: the warped previous output
+    itself (warped; the content's low-pass only where the flow leaves the frame), or, blended
+    in by the mask, the content's low-pass (blur), that plus the previous output's texture,
+    the content frame, or the style's mean colour. docs/tuning.md compares them."""
     mask_smoothing: str = "gaussian"
     early_stop_tol: float = 0.0
     """Stop a warm frame when its loss changes by less than this (relative) over a window; 0 = off."""

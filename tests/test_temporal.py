@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from strotss_video.flow.warp import warp
+from strotss_video.flow.warp import in_frame, warp
 from strotss_video.temporal.coherence import (TemporalTerm, long_term_weights, lowpass,
                                               temporal_loss, warm_start)
 
@@ -158,6 +158,25 @@ def test_warm_start_uses_warped_output_where_reliable_and_fill_elsewhere(fill: s
     if fill == "texture":  # the previous output's fine detail, at the same place, not warped
         detail = previous - lowpass(previous, 3)
         assert torch.allclose((init - lowpass(content, 3))[~on], detail[~on], atol=1e-6)
+
+
+def test_warped_fill_keeps_the_warped_output_wherever_the_flow_lands_in_frame() -> None:
+    # Unreliable pixels inside the frame keep what the flow dragged there; only pixels whose
+    # flow leaves the frame (nothing to warp) get the content's low-pass.
+    h, w, dx, dy = 24, 32, 3, 2
+    previous = rand(1, 3, h, w, seed=35)
+    content = rand(1, 3, h, w, seed=36)
+    flow = translation(dx, dy, h, w)
+    mask = binary_mask(37, h, w)
+    init, warped = warm_start(previous, flow, mask, content, "warped", torch.zeros(1, 3, 1, 1))
+    inside = in_frame(flow).bool().expand_as(init)
+    assert not inside.all() and inside.any()
+    assert torch.equal(init[inside], warped[inside])
+    assert torch.allclose(init[~inside], lowpass(content, 3)[~inside], atol=1e-6)
+    # out(x, y) = previous(x + 3, y + 2): the last 3 columns and 2 rows come from outside.
+    assert torch.equal(inside[0, 0], (torch.arange(h)[:, None] < h - dy)
+                       & (torch.arange(w)[None, :] < w - dx))
+    assert (~mask.bool()).any()  # some unreliable pixels inside the frame kept the warp
 
 
 def test_warm_start_integer_translation_matches_shifted_previous_output() -> None:

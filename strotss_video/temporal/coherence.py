@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..flow.warp import warp
+from ..flow.warp import in_frame, warp
 
 
 def temporal_loss(image: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -57,11 +57,12 @@ def warm_start(previous_output: torch.Tensor, backward_flow: torch.Tensor, mask:
     """Initial image of a warm frame and the warped previous output.
 
     The previous output is warped into the current frame by the backward flow (current ->
-    previous); where the mask says unreliable (disoccluded, out of frame, motion boundary),
-    the init is blended towards ``fill``: the content's low-pass (``blur``), that plus the
-    previous output's high-pass at the same place (``texture``), the content itself
-    (``content``) or the style's mean colour (``mean``), so the optimiser does not have to
-    repaint garbage. Returns (init, warped)."""
+    previous). ``warped`` keeps that everywhere the flow lands inside the previous frame and
+    uses the content's low-pass where it leaves it. The other fills blend every pixel the mask
+    calls unreliable (disoccluded, out of frame, motion boundary) towards: the content's
+    low-pass (``blur``), that plus the previous output's high-pass at the same place
+    (``texture``), the content itself (``content``) or the style's mean colour (``mean``).
+    Returns (init, warped)."""
     warped = warp(previous_output, backward_flow)
     if fill == "blur":
         filler = lowpass(content, levels)
@@ -71,6 +72,13 @@ def warm_start(previous_output: torch.Tensor, backward_flow: torch.Tensor, mask:
         filler = lowpass(content, levels) + previous_output - lowpass(previous_output, levels)
     elif fill == "content":
         filler = content
+    elif fill == "warped":
+        # Ruder et al.'s init: the warped previous output wherever the flow lands in the
+        # previous frame, disoccluded areas included (what the flow dragged there is closer
+        # to the stylised neighbourhood than a blur); only the temporal term is masked.
+        # Areas entering the frame have nothing to warp and get the content's low-pass.
+        inside = in_frame(backward_flow)
+        return inside * warped + (1.0 - inside) * lowpass(content, levels), warped
     else:
         filler = style_mean.expand_as(content)
     init = mask * warped + (1.0 - mask) * filler
