@@ -34,6 +34,9 @@ step() {  # NAME LIMIT COMMAND...: run one step if time is left; a JSON result g
 V=scripts/bench_video.py
 step cuda-tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
 step video512 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1
+printf 'runtime: {cudnn_benchmark: false}\n' > /tmp/nobench.yaml
+# Is cuDNN's algorithm timing the first cold frame's one-time cost (13.4 s vs 3.8 s after a cut)?
+step video512-no-cudnn-benchmark 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --config /tmp/nobench.yaml
 step video512-eager 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --cuda-graphs off
 step video1920 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50
 step profile512 60 python3 scripts/profile_step.py --device cuda --size 512 288 --iters 20 --precision mixed --top 40

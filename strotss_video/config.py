@@ -95,6 +95,9 @@ class RuntimeConfig:
     steps (same arithmetic, no launch overhead; measured on an H100 at 512 px: warm frames
     0.65 -> 0.25 s, GPU memory flat from frame to frame; README: GPU); a failed capture warns
     once and the run goes on with eager steps. Ignored on CPU and with region guidance."""
+    cudnn_benchmark: bool = True
+    """On CUDA, let cuDNN time its convolution algorithms once per shape (shapes are static per
+    scale, so steps get the fastest); the timing is part of a process's first cold frame."""
     threads: int = 0
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
     reductions sum in an order that depends on the thread count, so bit-identical frames across

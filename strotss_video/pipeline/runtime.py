@@ -72,8 +72,8 @@ def extractor_for(runtime: RuntimeConfig, device: torch.device,
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = mixed
         torch.backends.cudnn.allow_tf32 = mixed
-        # Shapes are static per scale: let cuDNN time its algorithms once per shape.
-        torch.backends.cudnn.benchmark = True
+        # Shapes are static per scale: cuDNN can time its algorithms once per shape.
+        torch.backends.cudnn.benchmark = runtime.cudnn_benchmark
     if injected is not None:
         return injected, "injected extractor"
     loaded = load_extractor(runtime, device, progress=progress)
