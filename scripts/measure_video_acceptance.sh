@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the video acceptance figures in README.md / the closing notes (CPU, ~35 min).
+# Reproduces the video acceptance figures in README.md / the closing notes (CPU, ~25 min).
 # Needs the development data set at ../shared/data (not part of the repository).
 set -u
 cd "$(dirname "$0")/.."
