@@ -141,11 +141,11 @@ class TemporalConfig:
     flow: str = "dis"
     dis_preset: str = "medium"
     raft_weights: str | None = None
-    fill: str = "warped"
-    """What a warm start holds where the mask says unreliable: the warped previous output
-    itself (warped; the content's low-pass only where the flow leaves the frame), or, blended
-    in by the mask, the content's low-pass (blur), that plus the previous output's texture,
-    the content frame, or the style's mean colour. docs/tuning.md compares them."""
+    fill: str = "blur"
+    """What a warm start holds where the mask says unreliable: blended in by the mask, the
+    content's low-pass (blur), that plus the previous output's texture, the content frame, or
+    the style's mean colour; or the warped previous output itself (warped: steadier on real
+    clips, but it keeps texture dragged by wrong flow in flat areas). docs/tuning.md."""
     mask_smoothing: str = "gaussian"
     early_stop_tol: float = 0.0
     """Stop a warm frame when its loss changes by less than this (relative) over a window; 0 = off."""
