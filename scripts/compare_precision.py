@@ -81,12 +81,13 @@ def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
         runs[name][seed]["warping_error"] = warp["outputs"][f"{name}:{seed}"]["mean"]
     f32 = runs["float32"]
 
-    def change(name: str) -> dict[str, dict[str, float]]:
+    def ratios(name: str) -> dict[str, list[float]]:
+        """Each figure of ``name`` over float32's, one ratio per seed."""
         other = runs[name]
-        rows = {f"loss_{t}": _paired([o["losses"][t] / f["losses"][t]
-                                      for o, f in zip(other, f32)]) for t in f32[0]["losses"]}
-        rows["warping_error"] = _paired([o["warping_error"] / f["warping_error"]
-                                         for o, f in zip(other, f32)])
+        rows = {f"loss_{t}": [o["losses"][t] / f["losses"][t] for o, f in zip(other, f32)]
+                for t in f32[0]["losses"]}
+        rows["warping_error"] = [o["warping_error"] / f["warping_error"]
+                                 for o, f in zip(other, f32)]
         return rows
 
     def speedup(key: str) -> float:
@@ -95,8 +96,7 @@ def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
 
     return {
         "video": video.stem, "runs": runs,
-        "change": change("mixed"),
-        **({"noise_change": change("float32_1thread")} if opts.noise else {}),
+        "ratios": {n: ratios(n) for n in variants if n != "float32"},
         "speedup_total": speedup("seconds"),
         "speedup_warm": speedup("mean_warm_seconds"),
         "speedup_cold": speedup("mean_cold_seconds"),
@@ -114,17 +114,15 @@ def main() -> None:
     opts = parser.parse_args()
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     rows = [measure(v, opts) for v in opts.videos]
+    for r in rows:
+        r["change"] = {k: _paired(v) for k, v in r["ratios"]["mixed"].items()}
+        if opts.noise:
+            r["noise_change"] = {k: _paired(v) for k, v in r["ratios"]["float32_1thread"].items()}
     keys = rows[0]["change"].keys()
 
-    def pooled(field: str) -> dict[str, dict[str, float]]:
+    def pooled(name: str) -> dict[str, dict[str, float]]:
         """Every clip's and seed's paired change together: mean and standard error."""
-        out = {}
-        for k in keys:
-            values = [o[k] / f[k] - 1 if k == "warping_error" else
-                      o["losses"][k[5:]] / f["losses"][k[5:]] - 1
-                      for r in rows for o, f in zip(r["runs"][field], r["runs"]["float32"])]
-            out[k] = _paired([1 + v for v in values])
-        return out
+        return {k: _paired([x for r in rows for x in r["ratios"][name][k]]) for k in keys}
 
     print(json.dumps({
         "preset": opts.preset, "max_size": opts.max_size, "frames": opts.frames,

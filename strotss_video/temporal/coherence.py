@@ -74,9 +74,9 @@ def warm_start(previous_output: torch.Tensor, backward_flow: torch.Tensor, mask:
         filler = content
     elif fill == "warped":
         # Ruder et al.'s init: the warped previous output wherever the flow lands in the
-        # previous frame, disoccluded areas included (what the flow dragged there is closer
-        # to the stylised neighbourhood than a blur); only the temporal term is masked.
-        # Areas entering the frame have nothing to warp and get the content's low-pass.
+        # previous frame, rejected pixels included (usually closer to their stylised
+        # surroundings than a blur, but wrong flow in flat areas smears: docs/tuning.md);
+        # only the temporal term is masked. Areas entering the frame get the low-pass.
         inside = in_frame(backward_flow)
         return inside * warped + (1.0 - inside) * lowpass(content, levels), warped
     else:
