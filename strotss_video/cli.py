@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     tmp.add_argument("--warm-lr", type=_positive_float, metavar="LR",
                      help="learning rate of warm frames (default 1e-3)")
     tmp.add_argument("--fill", choices=FILL_MODES,
-                     help="start of unreliable areas (default blur; see docs/tuning.md)")
+                     help="start of unreliable areas (default checked; see docs/tuning.md)")
     tmp.add_argument("--flow", choices=("dis", "raft"), help="optical flow method (default dis)")
     tmp.add_argument("--long-term", type=_frame_list, metavar="J,J,...",
                      help="also constrain by these past frames, e.g. 1,10,20")

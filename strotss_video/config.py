@@ -118,7 +118,7 @@ class RuntimeConfig:
 
 FLOW_METHODS = ("dis", "raft")
 DIS_PRESETS = ("ultrafast", "fast", "medium")
-FILL_MODES = ("blur", "texture", "content", "mean", "warped")
+FILL_MODES = ("blur", "texture", "content", "mean", "warped", "checked")
 MASK_SMOOTHING = ("gaussian", "erode", "none")
 
 
@@ -141,11 +141,14 @@ class TemporalConfig:
     flow: str = "dis"
     dis_preset: str = "medium"
     raft_weights: str | None = None
-    fill: str = "blur"
+    fill: str = "checked"
     """What a warm start holds where the mask says unreliable: blended in by the mask, the
     content's low-pass (blur), that plus the previous output's texture, the content frame, or
     the style's mean colour; or the warped previous output itself (warped: steadier on real
-    clips, but it keeps texture dragged by wrong flow in flat areas). docs/tuning.md."""
+    clips, but it keeps texture dragged by wrong flow in flat areas). checked: blur, after the
+    mask is raised wherever the previous input, warped by the rejected vector, matches this
+    frame in a textured area (or anywhere the vector passed the forward-backward test); the
+    raised mask also weights the temporal term. docs/tuning.md."""
     mask_smoothing: str = "gaussian"
     early_stop_tol: float = 0.0
     """Stop a warm frame when its loss changes by less than this (relative) over a window; 0 = off."""

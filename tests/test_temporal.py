@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from strotss_video.flow.warp import in_frame, warp
-from strotss_video.temporal.coherence import (TemporalTerm, long_term_weights, lowpass,
-                                              temporal_loss, warm_start)
+from strotss_video.temporal.coherence import (TemporalTerm, checked_mask, long_term_weights,
+                                              lowpass, temporal_loss, warm_start)
 
 H, W = 11, 13
 
@@ -177,6 +177,59 @@ def test_warped_fill_keeps_the_warped_output_wherever_the_flow_lands_in_frame() 
     assert torch.equal(inside[0, 0], (torch.arange(h)[:, None] < h - dy)
                        & (torch.arange(w)[None, :] < w - dx))
     assert (~mask.bool()).any()  # some unreliable pixels inside the frame kept the warp
+
+
+def _half_textured_scene(h: int, w: int, dx: int, dy: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A previous input with noise left of column w/2 and flat grey right of it, and the
+    current frame it becomes under ``translation(dx, dy)`` (same size, (1,3,h,w) each)."""
+    previous_input = torch.full((1, 3, h, w), 0.5)
+    previous_input[..., : w // 2] = rand(1, 3, h, w // 2, seed=60)
+    flow = translation(dx, dy, h, w)
+    inside = in_frame(flow)
+    # What enters the frame is grey too, so the flat half stays flat up to the border.
+    content = inside * warp(previous_input, flow) + (1.0 - inside) * 0.5
+    return previous_input, content
+
+
+def test_checked_mask_trusts_rejected_warps_only_where_textured_input_agrees() -> None:
+    h, w, dx, dy = 24, 48, 2, 1
+    previous_input, content = _half_textured_scene(h, w, dx, dy)
+    flow = translation(dx, dy, h, w)
+    rejected = torch.zeros(1, 1, h, w)  # the flow mask trusts nothing: only the check decides
+    raised = checked_mask(rejected, previous_input, flow, content)
+    assert raised.shape == (1, 1, h, w)
+    # Interior of each half (away from the texture edge at column 22 and the frame's last
+    # rows/columns, whose flow leaves the frame).
+    textured, flat = (slice(0, h - 4), slice(0, 16)), (slice(0, h - 4), slice(30, w - 4))
+    assert bool((raised[..., textured[0], textured[1]] == 1.0).all())
+    # In the flat half any flow would match: no evidence.
+    assert bool((raised[..., flat[0], flat[1]] == 0.0).all())
+    # Where the flow leaves the frame there is nothing to keep.
+    assert bool((raised[~in_frame(flow).bool()] == 0.0).all())
+    # A vector that passed the forward-backward test (rejected only as a motion boundary) is
+    # trusted in the flat half too, where its colours match; never out of frame.
+    vouched = checked_mask(rejected, previous_input, flow, content, torch.ones(1, 1, h, w))
+    assert bool((vouched[..., flat[0], flat[1]] == 1.0).all())
+    assert bool((vouched[~in_frame(flow).bool()] == 0.0).all())
+    # A previous input that the flow does not carry onto this frame: nothing is vouched for.
+    unrelated = rand(1, 3, h, w, seed=62)
+    assert bool((checked_mask(rejected, unrelated, flow, content) == 0.0).all())
+    # The check only raises: reliable pixels stay reliable whatever it says.
+    soft = rand(1, 1, h, w, seed=63)
+    assert torch.equal(checked_mask(soft, unrelated, flow, content), soft)
+    # As a warm start: the warp where the check vouches for it, the low-pass elsewhere.
+    previous_output = rand(1, 3, h, w, seed=61)
+    init, warped = warm_start(previous_output, flow, raised, content, "blur",
+                              torch.zeros(1, 3, 1, 1))
+    assert torch.equal(init[..., textured[0], textured[1]], warped[..., textured[0], textured[1]])
+    assert torch.allclose(init[..., flat[0], flat[1]], lowpass(content, 3)[..., flat[0], flat[1]],
+                          atol=1e-6)
+
+
+def test_warm_start_rejects_an_unknown_fill() -> None:
+    with pytest.raises(ValueError, match="unknown warm-start fill"):
+        warm_start(rand(1, 3, H, W), torch.zeros(1, 2, H, W), torch.ones(1, 1, H, W),
+                   rand(1, 3, H, W), "checked", torch.zeros(1, 3, 1, 1))
 
 
 def test_warm_start_integer_translation_matches_shifted_previous_output() -> None:

@@ -565,3 +565,51 @@ def test_flows_computed_ahead_give_the_same_frames(cfr6: Clip, style: Path) -> N
             run_frames.append(stylizer.frame(content, i, flows)[0])
         outputs.append(run_frames)
     assert all(torch.equal(a, b) for a, b in zip(*outputs))
+
+
+def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_term(
+        cfr6: Clip, style: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With fill 'checked' the chain raises the flow mask by the colour check, from the previous
+    decoded frame and the forward-backward (occlusion-only) test, and both the warm start and
+    the temporal term get the raised mask; the reliable fraction stays the flow mask's."""
+    checks: list[dict[str, Any]] = []
+    starts: list[torch.Tensor] = []
+    terms: list[tuple[torch.Tensor, ...]] = []
+    real_check, real_start, real_term = (chain_module.checked_mask, chain_module.warm_start,
+                                         chain_module.TemporalTerm)
+
+    def check(mask: torch.Tensor, previous_input: torch.Tensor, backward: torch.Tensor,
+              content: torch.Tensor, consistent: torch.Tensor) -> torch.Tensor:
+        raised = real_check(mask, previous_input, backward, content, consistent)
+        checks.append({"mask": mask, "previous_input": previous_input, "content": content,
+                       "consistent": consistent, "raised": raised})
+        return raised
+
+    def start(previous_output: torch.Tensor, backward: torch.Tensor, mask: torch.Tensor,
+              content: torch.Tensor, fill: str, style_mean: torch.Tensor):
+        assert fill == "blur"
+        starts.append(mask)
+        return real_start(previous_output, backward, mask, content, fill, style_mean)
+
+    def term(warped: tuple[torch.Tensor, ...], masks: tuple[torch.Tensor, ...], weight: float):
+        terms.append(masks)
+        return real_term(warped, masks, weight)
+
+    monkeypatch.setattr(chain_module, "checked_mask", check)
+    monkeypatch.setattr(chain_module, "warm_start", start)
+    monkeypatch.setattr(chain_module, "TemporalTerm", term)
+    result = run(cfr6.path, None, style, fill="checked")
+    assert len(result.frames) == 6 and len(checks) == len(starts) == len(terms) == 5
+    for before, now in zip(checks, checks[1:]):
+        assert torch.equal(now["previous_input"], before["content"])  # frame k feeds k+1
+    warm = [r for r in result.frames if r.kind == "warm"]
+    for c, s, t, record in zip(checks, starts, terms, warm):
+        assert s is c["raised"] and torch.equal(t[0], c["raised"])
+        consistent = c["consistent"]
+        assert set(consistent.unique().tolist()) <= {0.0, 1.0}
+        # Wholly reliable pixels (all tests passed, smoothed mask 1) passed this one too.
+        assert bool((consistent[c["mask"] >= 1.0] == 1.0).all()) and bool((c["mask"] >= 1.0).any())
+        assert bool((c["raised"] >= c["mask"]).all())
+        assert record.reliable == pytest.approx(float(c["mask"].mean()))
+    monkeypatch.undo()
+    assert run(cfr6.path, None, style, fill="blur").frames[-1].losses != result.frames[-1].losses

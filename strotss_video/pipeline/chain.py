@@ -17,10 +17,10 @@ import torch
 from ..config import Config
 from ..features.vgg import FeatureExtractor
 from ..flow.base import FlowEstimator
-from ..flow.consistency import reliability
+from ..flow.consistency import occlusion_mask, reliability
 from ..stylize.optimize import EarlyStop, StyleBank, final_scale_plan, stylize
 from ..tensorops import scaled_size
-from ..temporal.coherence import TemporalTerm, long_term_weights, warm_start
+from ..temporal.coherence import TemporalTerm, checked_mask, long_term_weights, warm_start
 
 
 @dataclass
@@ -182,10 +182,18 @@ class VideoStylizer:
                 forward = self.flow(past_input, content)  # type: ignore[misc]
                 backward = self.flow(content, past_input)  # type: ignore[misc]
             mask = reliability(backward, forward, smooth=smoothing)
+            flow_reliable = mask
+            fill = self.temporal.fill
+            if fill == "checked":
+                # Vectors the colour check vouches for are trusted like reliable ones: kept by
+                # the warm start and held by the temporal term.
+                consistent = occlusion_mask(backward, forward, motion_boundaries=False)
+                mask = checked_mask(mask, past_input, backward, content, consistent)
+                fill = "blur"
             start_image, warped_output = warm_start(past_output, backward, mask, content,
-                                                    self.temporal.fill, self.bank.mean_color)
+                                                    fill, self.bank.mean_color)
             if init is None:
-                init, reliable = start_image, float(mask.mean())
+                init, reliable = start_image, float(flow_reliable.mean())
                 if reliable < self.config.shots.reliable_floor:
                     return init, reliable, None  # the chain restarts: nothing else matters
             warped.append(warped_output)

@@ -51,6 +51,52 @@ def lowpass(image: torch.Tensor, levels: int) -> torch.Tensor:
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
+AGREE_TOL = 0.03
+"""Mean absolute RGB difference (in [0,1]) between this frame and the warped previous frame up
+to which the ``checked`` fill trusts a rejected flow vector fully; none from twice this on."""
+
+
+TEXTURE_MIN = 0.02
+"""Local mean gradient magnitude (per pixel, RGB in [0,1]) from which a matching warp is
+evidence: a flow off by 1-2 px then changes the colours by about ``AGREE_TOL``. In flatter
+areas any flow matches (the aperture problem), so agreement there proves nothing."""
+
+
+def texture(image: torch.Tensor) -> torch.Tensor:
+    """(1,3,H,W) -> (1,1,H,W) 5x5 mean of the RGB-mean gradient magnitude (central differences)."""
+    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) * 0.5
+    dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) * 0.5
+    grad = (dx.square() + dy.square()).sqrt().mean(1, keepdim=True)
+    return F.avg_pool2d(grad, 5, stride=1, padding=2, count_include_pad=False)
+
+
+def input_agreement(previous_input: torch.Tensor, backward_flow: torch.Tensor,
+                    content: torch.Tensor, tol: float = AGREE_TOL) -> torch.Tensor:
+    """How well the previous *input* frame, warped like the output, matches this one:
+    (1,1,H,W) in [0,1], 1 where the 3x3 mean of the absolute RGB difference is at most ``tol``,
+    0 from ``2 tol`` on, linear between, 0 where the flow leaves the frame."""
+    diff = (warp(previous_input, backward_flow) - content).abs().mean(1, keepdim=True)
+    # A 3x3 mean, so compression noise and one-pixel aliasing at edges do not decide alone.
+    diff = F.avg_pool2d(diff, 3, stride=1, padding=1, count_include_pad=False)
+    return (2.0 - diff / tol).clamp_(0.0, 1.0) * in_frame(backward_flow)
+
+
+def checked_mask(mask: torch.Tensor, previous_input: torch.Tensor, backward_flow: torch.Tensor,
+                 content: torch.Tensor, consistent: torch.Tensor | None = None) -> torch.Tensor:
+    """The reliability ``mask`` (1,1,H,W) raised to 1 where a rejected vector still carries the
+    right colours: the previous input, warped by it, matches this frame
+    (:func:`input_agreement`) in a textured area (:data:`TEXTURE_MIN`), or anywhere it passed
+    the forward-backward test (``consistent`` (1,1,H,W), e.g. failed only as a motion
+    boundary). A vector that drags other colours (a disocclusion, a static object under a pan)
+    stays rejected. In a flat area any vector carries the right colours, so there the match
+    counts only for vectors the forward-backward test accepted."""
+    evidence = (texture(content) / TEXTURE_MIN).clamp_(max=1.0)
+    if consistent is not None:
+        evidence = torch.maximum(evidence, consistent)
+    return torch.maximum(mask, input_agreement(previous_input, backward_flow, content) * evidence)
+
+
 def warm_start(previous_output: torch.Tensor, backward_flow: torch.Tensor, mask: torch.Tensor,
                content: torch.Tensor, fill: str, style_mean: torch.Tensor,
                levels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +108,7 @@ def warm_start(previous_output: torch.Tensor, backward_flow: torch.Tensor, mask:
     calls unreliable (disoccluded, out of frame, motion boundary) towards: the content's
     low-pass (``blur``), that plus the previous output's high-pass at the same place
     (``texture``), the content itself (``content``) or the style's mean colour (``mean``).
+    (The pipeline's ``checked`` fill is ``blur`` with a mask raised by :func:`checked_mask`.)
     Returns (init, warped)."""
     warped = warp(previous_output, backward_flow)
     if fill == "blur":
@@ -79,7 +126,9 @@ def warm_start(previous_output: torch.Tensor, backward_flow: torch.Tensor, mask:
         # only the temporal term is masked. Areas entering the frame get the low-pass.
         inside = in_frame(backward_flow)
         return inside * warped + (1.0 - inside) * lowpass(content, levels), warped
-    else:
+    elif fill == "mean":
         filler = style_mean.expand_as(content)
+    else:
+        raise ValueError(f"unknown warm-start fill {fill!r}")
     init = mask * warped + (1.0 - mask) * filler
     return init, warped
