@@ -190,6 +190,11 @@ def test_reliability_ground_truth_occluder() -> None:
     # Occlusion-only mask: the disocclusion is still caught, the motion boundary is not.
     occ_only = occlusion_mask(backward, forward, motion_boundaries=False, out_of_frame=False)[0, 0]
     assert torch.all(occ_only[disoccluded] == 0) and torch.all(occ_only[edge & ~disoccluded] == 1)
+    # Checks computed once and handed in give the same masks.
+    assert torch.equal(reliability(backward, forward, "gaussian", checks=checks),
+                       reliability(backward, forward, "gaussian"))
+    assert torch.equal(occlusion_mask(backward, forward, motion_boundaries=False,
+                                      out_of_frame=False, checks=checks)[0, 0], occ_only)
 
 
 def test_reliability_out_of_frame_and_smoothing() -> None:

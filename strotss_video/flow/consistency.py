@@ -61,14 +61,17 @@ def consistency_checks(backward: torch.Tensor, forward: torch.Tensor) -> dict[st
 
 
 def occlusion_mask(backward: torch.Tensor, forward: torch.Tensor, *,
-                   motion_boundaries: bool = True, out_of_frame: bool = True) -> torch.Tensor:
+                   motion_boundaries: bool = True, out_of_frame: bool = True,
+                   checks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Binary, unsmoothed mask (B,1,H,W) float: 1 = reliable, 0 = failed an included test.
 
     The occlusion test is always included. Defaults include all of Ruder's tests, which is
     what the spec's warping error uses (M = 1 - occlusion "with the checker above"; Lai's own
     code also ORs in the motion-boundary test). ``motion_boundaries=False, out_of_frame=False``
-    gives the pure forward-backward occlusion test."""
-    checks = consistency_checks(backward, forward)
+    gives the pure forward-backward occlusion test. ``checks``: :func:`consistency_checks` of
+    the same flows, if already computed."""
+    if checks is None:
+        checks = consistency_checks(backward, forward)
     bad = checks["occluded"]
     if motion_boundaries:
         bad = bad | checks["motion_boundary"]
@@ -77,14 +80,16 @@ def occlusion_mask(backward: torch.Tensor, forward: torch.Tensor, *,
     return (~bad).to(torch.float32)
 
 
-def reliability(backward: torch.Tensor, forward: torch.Tensor, smooth: str | None = None) -> torch.Tensor:
+def reliability(backward: torch.Tensor, forward: torch.Tensor, smooth: str | None = None,
+                checks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Ruder's reliability weight c (B,1,H,W) float in [0,1] for the frame ``backward`` starts at.
 
     backward (B,2,H,W) = flow(i -> i-1), forward (B,2,H,W) = flow(i-1 -> i), both in pixels of
     this grid. 0 where out of frame, occluded or on a motion boundary. ``smooth``: None/"none"
     (binary), "gaussian" (Ruder: sigma 0.8, 5 taps) or "erode" (7 px min filter: zeros grow
-    by 3 px, a safety margin around unreliable regions)."""
-    mask = occlusion_mask(backward, forward)
+    by 3 px, a safety margin around unreliable regions). ``checks`` as for
+    :func:`occlusion_mask`."""
+    mask = occlusion_mask(backward, forward, checks=checks)
     if smooth is None or smooth == "none":
         return mask
     if smooth == "gaussian":
