@@ -34,3 +34,12 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return labels
     out = F.interpolate(labels[None, None].float(), size=size, mode="nearest")
     return out[0, 0].to(labels.dtype)
+
+
+def central_differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(x+1) - f(x-1)) / 2 along width and height of (B,C,H,W), each (B,C,H,W); replicate
+    padding, so at the border it is half a one-sided difference."""
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) * 0.5
+    dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) * 0.5
+    return dx, dy

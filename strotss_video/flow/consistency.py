@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
 from ..errors import UsageError
+from ..tensorops import central_differences
 from .warp import in_frame, warp
 
 __all__ = ["SMOOTHING", "consistency_checks", "occlusion_mask", "reliability"]
@@ -35,9 +36,7 @@ def _check(backward: torch.Tensor, forward: torch.Tensor) -> None:
 def _central_gradients(flow: torch.Tensor) -> torch.Tensor:
     """(B,2,H,W) -> (B,1,H,W) |∇u|² + |∇v|² with central differences (f(x+1)-f(x-1))/2;
     replicate padding, so at the border it is half a one-sided difference."""
-    padded = F.pad(flow, (1, 1, 1, 1), mode="replicate")
-    dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) * 0.5
-    dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) * 0.5
+    dx, dy = central_differences(flow)
     return (dx.square() + dy.square()).sum(1, keepdim=True)
 
 

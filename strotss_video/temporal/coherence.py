@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..flow.warp import in_frame, warp
+from ..tensorops import central_differences
 
 
 def temporal_loss(image: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -64,9 +65,7 @@ areas any flow matches (the aperture problem), so agreement there proves nothing
 
 def texture(image: torch.Tensor) -> torch.Tensor:
     """(1,3,H,W) -> (1,1,H,W) 5x5 mean of the RGB-mean gradient magnitude (central differences)."""
-    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
-    dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) * 0.5
-    dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) * 0.5
+    dx, dy = central_differences(image)
     grad = (dx.square() + dy.square()).sqrt().mean(1, keepdim=True)
     return F.avg_pool2d(grad, 5, stride=1, padding=2, count_include_pad=False)
 
