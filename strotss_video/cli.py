@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "unreliable fraction) (default 0: fixed)")
     tmp.add_argument("--warm-lr", type=_positive_float, metavar="LR",
                      help="learning rate of warm frames (default 1e-3)")
+    tmp.add_argument("--repaint-rate", type=_positive_float, metavar="R",
+                     help="learning-rate multiplier where the flow is unreliable, so a warm "
+                          "frame's few steps repaint newly visible areas (default 1; preview 4)")
     tmp.add_argument("--fill", choices=FILL_MODES,
                      help="start of unreliable areas (default checked; see docs/tuning.md)")
     tmp.add_argument("--flow", choices=("dis", "raft"), help="optical flow method (default dis)")
@@ -228,7 +231,8 @@ def _frame_list(text: str) -> tuple[int, ...]:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The flat settings the user gave on the command line (None = not given)."""
     names = ("max_size", "scales", "iters", "content_weight", "output_points", "style_points",
-             "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "warm_lr", "fill", "flow",
+             "device", "seed", "vgg_weights", "temporal_weight", "warm_iters", "warm_lr", "repaint_rate",
+             "fill", "flow",
              "long_term", "crf", "codec", "encoder_preset", "audio", "output_size",
              "shot_detector", "adaptive_threshold", "content_threshold", "min_shot_frames",
              "reliable_floor", "threads", "precision", "adaptive_iters", "cuda_graphs")

@@ -138,6 +138,10 @@ class TemporalConfig:
     warm_lr: float = 1e-3
     """RMSprop learning rate of warm frames (RMSprop moves each pyramid value by about this
     much per step, so few steps need a larger rate to repaint newly visible areas)."""
+    repaint_rate: float = 1.0
+    """Learning-rate multiplier of a warm frame's unreliable pixels (blended in by the mask):
+    those start from the fill and must be repainted within the warm steps, so few steps (the
+    preview's) need larger ones there. 1 = the warm learning rate everywhere."""
     flow: str = "dis"
     dis_preset: str = "medium"
     raft_weights: str | None = None
@@ -161,6 +165,7 @@ class TemporalConfig:
         _non_negative("temporal.weight", self.weight)
         _positive("temporal.warm_iters", self.warm_iters)
         _positive("temporal.warm_lr", self.warm_lr)
+        _positive("temporal.repaint_rate", self.repaint_rate)
         _non_negative("temporal.adaptive_iters", self.adaptive_iters)
         _positive("temporal.early_stop_window", self.early_stop_window)
         _non_negative("temporal.early_stop_tol", self.early_stop_tol)
@@ -355,6 +360,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "temporal_weight": ("temporal", "weight"),
     "warm_iters": ("temporal", "warm_iters"),
     "warm_lr": ("temporal", "warm_lr"),
+    "repaint_rate": ("temporal", "repaint_rate"),
     "adaptive_iters": ("temporal", "adaptive_iters"),
     "fill": ("temporal", "fill"),
     "flow": ("temporal", "flow"),

@@ -55,6 +55,7 @@ def test_yaml_dump_round_trips() -> None:
     ("strotss:\n  iters: true\n", "boolean"),
     ("strotss:\n  content_weight: -1\n", ">= 0"),
     ("temporal:\n  warm_lr: fast\n", "must be float"),
+    ("temporal:\n  repaint_rate: 0\n", "temporal.repaint_rate"),
     ("strotss:\n  max_size: 16\n  scales: 4\n", "below 16 px"),
     ("runtime:\n  device: tpu\n", "runtime.device"),
     ("- a\n- b\n", "expected a mapping"),

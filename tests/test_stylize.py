@@ -71,6 +71,34 @@ def test_warm_start_uses_the_given_initial_image(tiny_extractor: torch.nn.Module
     assert 0 < float(change) < 0.05  # optimised from the init, not restarted
 
 
+def test_rate_map_scales_how_far_each_pixel_moves(tiny_extractor: torch.nn.Module) -> None:
+    """``rate`` is a per-pixel learning-rate multiplier: all ones changes nothing; RMSprop's
+    first step moves every coefficient by about 10 lr whatever its gradient, so a uniform rate
+    of 2 moves the image twice as far; a rate raised on one half moves that half further."""
+    content, style = _images()
+    bank = StyleBank(tiny_extractor, style, TINY)
+    # Mid-grey start: no pixel reaches the [0, 1] clamp in one step.
+    init = 0.3 + 0.4 * torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(1))
+
+    def change(rate: torch.Tensor | None, iters: int = 1) -> torch.Tensor:
+        out = stylize(content, bank, tiny_extractor, TINY, plan=final_scale_plan(TINY, iters),
+                      init=init, progress=False, rate=rate).image
+        return (out - init).abs()
+
+    plain = change(None, 3)
+    assert torch.equal(change(torch.ones(1, 1, 24, 32), 3), plain)
+    one, two = change(None), change(torch.full((1, 1, 24, 32), 2.0))
+    assert float(two.mean() / one.mean()) == pytest.approx(2.0, rel=0.02)
+    half = torch.ones(1, 1, 24, 32)
+    half[..., :16] = 4.0
+    raised = change(half)
+    # The coarse levels see the mean rate of larger areas, so the halves do not separate fully.
+    left, right = float(raised[..., :16].mean()), float(raised[..., 16:].mean())
+    assert left > 3.0 * float(one[..., :16].mean())  # ~3.7: most of the raised rate
+    assert right < 2.0 * float(one[..., 16:].mean())  # ~1.4: the coarse levels' spill-over
+    assert left > 1.5 * right
+
+
 def test_content_similarity_is_precomputed_only_when_it_is_less_work() -> None:
     # 5800 candidates, 1024 points: one big product costs as much as ~32 per-step ones.
     assert not optimize._precompute_similarity(5800, 1024, 10)

@@ -613,3 +613,35 @@ def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_te
         assert record.reliable == pytest.approx(float(c["mask"].mean()))
     monkeypatch.undo()
     assert run(cfr6.path, None, style, fill="blur").frames[-1].losses != result.frames[-1].losses
+
+
+def test_repaint_rate_raises_the_learning_rate_where_the_mask_rejects(
+        cfr6: Clip, style: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each warm frame gets the rate map 1 + (repaint_rate - 1) * (1 - mask), from the same
+    mask as its temporal term (after the colour check); cold frames and the default (rate 1)
+    get none."""
+    rates: list[torch.Tensor | None] = []
+    masks: list[torch.Tensor] = []
+    real_stylize, real_term = chain_module.stylize, chain_module.TemporalTerm
+
+    def spy(*args: Any, **kw: Any):
+        rates.append(kw.get("rate"))
+        return real_stylize(*args, **kw)
+
+    def term(warped: tuple[torch.Tensor, ...], ms: tuple[torch.Tensor, ...], weight: float):
+        masks.append(ms[0])
+        return real_term(warped, ms, weight)
+
+    monkeypatch.setattr(chain_module, "stylize", spy)
+    monkeypatch.setattr(chain_module, "TemporalTerm", term)
+    result = run(cfr6.path, None, style, repaint_rate=4.0)
+    kinds = [r.kind for r in result.frames]
+    assert kinds == ["cold"] + ["warm"] * 5 and len(rates) == 6 and len(masks) == 5
+    assert rates[0] is None
+    for rate, mask in zip(rates[1:], masks):
+        assert rate is not None and torch.allclose(rate, 1.0 + 3.0 * (1.0 - mask))
+        assert float(rate.min()) >= 1.0 and float(rate.max()) <= 4.0
+    assert bool((masks[0] < 1.0).any())  # something was rejected, so the map is not uniform
+    rates.clear()
+    run(cfr6.path, None, style)
+    assert len(rates) == 6 and all(r is None for r in rates)

@@ -166,9 +166,10 @@ class VideoStylizer:
         return tuple(sorted({1, *self.temporal.long_term}))
 
     def _warm_inputs(self, content: torch.Tensor, flows: Flows | None = None
-                     ) -> tuple[torch.Tensor, float, TemporalTerm | None]:
-        """Warm start, reliable fraction (previous frame) and temporal term for ``content``;
-        no term when the previous frame's flow is below the reliable floor (a restart)."""
+                     ) -> tuple[torch.Tensor, float, TemporalTerm | None, torch.Tensor]:
+        """Warm start, reliable fraction (previous frame), temporal term and the previous
+        frame's mask (1,1,h,w) for ``content``; no term when the previous frame's flow is below
+        the reliable floor (a restart)."""
         warped, masks, init, reliable = [], [], None, 0.0
         smoothing = None if self.temporal.mask_smoothing == "none" else self.temporal.mask_smoothing
         for distance in self.flow_distances:
@@ -197,12 +198,19 @@ class VideoStylizer:
             if init is None:
                 init, reliable = start_image, float(flow_reliable.mean())
                 if reliable < self.config.shots.reliable_floor:
-                    return init, reliable, None  # the chain restarts: nothing else matters
+                    return init, reliable, None, mask  # the chain restarts: nothing else matters
             warped.append(warped_output)
             masks.append(mask)
         term = TemporalTerm(tuple(warped), tuple(long_term_weights(masks)), self.temporal.weight)
         assert init is not None
-        return init, reliable, term
+        return init, reliable, term, masks[0]
+
+    def _repaint_rate(self, mask: torch.Tensor) -> torch.Tensor | None:
+        """Per-pixel learning-rate multiplier (1,1,h,w) of a warm frame: ``repaint_rate``
+        where ``mask`` is 0 (the fill, to be repainted), 1 where it is 1; None when uniform."""
+        if self.temporal.repaint_rate == 1.0:
+            return None
+        return 1.0 + (self.temporal.repaint_rate - 1.0) * (1.0 - mask)
 
     def frame(self, content: torch.Tensor, index: int, flows: Flows | None = None
               ) -> tuple[torch.Tensor, FrameRecord]:
@@ -226,7 +234,7 @@ class VideoStylizer:
             cold_reason = "shot start"
         else:
             t0 = time.perf_counter()
-            init, reliable, term = self._warm_inputs(content, flows)
+            init, reliable, term, mask = self._warm_inputs(content, flows)
             flow_seconds = time.perf_counter() - t0
             if term is None:
                 cold_reason = "flow collapsed"
@@ -240,7 +248,8 @@ class VideoStylizer:
                                  plan=final_scale_plan(cfg, iters, self.temporal.warm_lr),
                                  init=init,
                                  seed=seed, progress=False, pixel_loss=term, early_stop=early,
-                                 graphs=self.config.runtime.cuda_graphs)
+                                 graphs=self.config.runtime.cuda_graphs,
+                                 rate=self._repaint_rate(mask))
         if result is None:
             result = stylize(content, self.bank, self.extractor, cfg, seed=seed, progress=False,
                              graphs=self.config.runtime.cuda_graphs)

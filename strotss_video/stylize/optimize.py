@@ -27,7 +27,7 @@ from ..losses.content import normalise_columns, self_similarity
 from ..losses.ops import symmetric_product, unit_rows
 from ..tensorops import resize, resize_labels, scaled_size
 from .guidance import Guidance
-from .pyramid import decompose, laplacian_band, recompose
+from .pyramid import decompose, laplacian_band, level_maps, recompose
 
 
 @dataclass(frozen=True)
@@ -223,13 +223,19 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
             cfg: StrotssConfig, plan: Sequence[ScaleStep] | None = None,
             init: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
             guidance: Guidance | None = None, pixel_loss: PixelLoss | None = None,
-            early_stop: EarlyStop | None = None, graphs: str = "off") -> StylizeResult:
+            early_stop: EarlyStop | None = None, graphs: str = "off",
+            rate: torch.Tensor | None = None) -> StylizeResult:
     """Optimise one image.
 
     content (1,3,H,W) in [0,1] at any size (resized per scale); ``init`` (1,3,h,w) replaces the
     mean-colour initialisation of the first step (resized to it); ``plan`` defaults to the
     reference schedule. ``pixel_loss`` (last step only) is added to the STROTSS loss;
-    ``early_stop`` applies to the last step. ``graphs`` = "on" (CUDA only, no guidance)
+    ``early_stop`` applies to the last step. ``rate`` (1,1,H,W) > 0, last step only (resized
+    to it), multiplies the learning rate per pixel: the pyramid optimised holds each level
+    divided by the rate (at that level's size), and RMSprop moves each coefficient by about the
+    learning rate whatever its gradient's scale, so the image moves about ``rate`` times as
+    far per step there (a warm frame's newly visible areas, which its few steps must repaint).
+    ``graphs`` = "on" (CUDA only, no guidance)
     replays each scale's step as a CUDA graph after :data:`GRAPH_WARMUP` eager steps; a failed
     capture warns once and the process goes on with eager steps.
     Returns the clamped result at the last step's size."""
@@ -254,7 +260,7 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
         result, report = _optimise_scale(canvas, content_s, styles.targets(step.long_side), step,
                                          extractor, cfg, gen, clock, guidance, progress, desc,
                                          pixel_loss if last else None, early_stop if last else None,
-                                         graphs)
+                                         graphs, rate if last else None)
         image = result
         reports.append(report)
     assert image is not None
@@ -385,7 +391,8 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
                     step: ScaleStep, extractor: FeatureExtractor, cfg: StrotssConfig,
                     gen: torch.Generator, clock: _Clock, guidance: Guidance | None,
                     progress: bool, desc: str, pixel_loss: PixelLoss | None,
-                    early_stop: EarlyStop | None, graphs: str = "off"
+                    early_stop: EarlyStop | None, graphs: str = "off",
+                    rate: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, ScaleReport]:
     h, w = content.shape[-2:]
     device = content.device
@@ -429,8 +436,17 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
     idx_all = order.to(device)
     crow_all = rows[order].to(device) if rows is not None else idx_all
 
-    pyramid = [p.detach().clone().requires_grad_(True)
-               for p in decompose(canvas.detach(), cfg.pyramid_levels)]
+    bands = decompose(canvas.detach(), cfg.pyramid_levels)
+    rates = level_maps(resize(rate.to(device), (h, w)), bands) if rate is not None else None
+    if rates is not None:
+        bands = [b / r for b, r in zip(bands, rates)]
+    pyramid = [b.clone().requires_grad_(True) for b in bands]
+
+    def image_of() -> torch.Tensor:
+        """The image (1,3,h,w) the pyramid holds."""
+        if rates is None:
+            return recompose(pyramid)
+        return recompose([p * r for p, r in zip(pyramid, rates)])
     graph = graphs == "on" and device.type == "cuda" and guidance is None \
         and step.iters >= GRAPH_WARMUP + 2
     # capturable keeps the optimiser's step count on the device, as graph replay needs.
@@ -446,7 +462,7 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
              marks: list[object] | None) -> LossTerms:
         """One optimisation step at points ``idx`` (content rows ``crow``); no host sync, so
         it can be captured. ``marks`` collects four clock marks when given."""
-        image = recompose(pyramid)
+        image = image_of()
         if marks is not None:
             marks.append(clock.mark())
         maps = extractor(image)
@@ -498,7 +514,7 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
     loop_seconds = time.perf_counter() - loop_start
     bar.close()
     with torch.no_grad():
-        result = recompose(pyramid)
+        result = image_of()
     # Captured steps have no clock marks: their time is in loop_seconds only.
     vgg = sum(clock.span(m[0], m[1]) + clock.span(m[2], m[3]) for m in spans)
     loss = sum(clock.span(m[1], m[2]) for m in spans)

@@ -33,6 +33,18 @@ def decompose(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
     return bands
 
 
+def level_maps(values: torch.Tensor, bands: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-pixel ``values`` (B,C,H,W) at the finest band's size -> one map per pyramid level,
+    at that level's size (the same bilinear halvings as :func:`decompose`)."""
+    maps = []
+    current = values
+    for band in bands:
+        if current.shape[-2:] != band.shape[-2:]:
+            current = _down(current)
+        maps.append(current)
+    return maps
+
+
 def recompose(pyramid: list[torch.Tensor]) -> torch.Tensor:
     """Inverse of :func:`decompose` (exact up to float rounding)."""
     current = pyramid[-1]
