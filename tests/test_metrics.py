@@ -284,3 +284,26 @@ def test_evaluate_script_rejects_mismatched_range_and_sizes(
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     assert res["flow"] == "dis" and res["mask"] == "occluded+out_of_frame" and "ratios" not in res
+
+
+def test_flicker_split_script_splits_the_warping_error(tmp_path: Path) -> None:
+    """scripts/flicker_split.py: per pair and output, the part of the warping error in pixels
+    the chain's mask rejects is a part (0 <= rejected <= total), and flicker shows in total."""
+    clip = make_clip(tmp_path / "in.mp4", frames=6, size=(96, 64), shift=(2, 0),
+                     pix_fmt="yuv444p", audio=False)
+    rng = np.random.default_rng(1)
+    flick = [np.clip(img.astype(np.int16) + int(rng.integers(-25, 26)), 0, 255).astype(np.uint8)
+             for img in clip.images]
+    stable = _write(tmp_path / "stable.mp4", clip.images)
+    noisy = _write(tmp_path / "noisy.mp4", flick)
+    spec = importlib.util.spec_from_file_location("flicker_split", ROOT / "scripts" / "flicker_split.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    out = module.split(clip.path, [stable, noisy], end=6, dis_preset="fast")
+    assert len(out["pairs"]) == 5 and 0.0 <= out["rejected_share_of_pixels"] <= 1.0
+    for row in out["pairs"]:
+        for name in (str(stable), str(noisy)):
+            assert 0.0 <= row[name]["rejected"] <= row[name]["total"]
+    summary = out["summary"]
+    assert summary[str(noisy)]["total"] > 10 * summary[str(stable)]["total"]
+    assert json.loads(json.dumps(out)) == out  # printable as JSON
