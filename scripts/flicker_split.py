@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from strotss_video.flow import make_flow  # noqa: E402
-from strotss_video.flow.consistency import consistency_checks, occlusion_mask, reliability  # noqa: E402
+from strotss_video.flow.consistency import occlusion_mask  # noqa: E402
 from strotss_video.flow.warp import warp  # noqa: E402
 from strotss_video.metrics import video_frames  # noqa: E402
-from strotss_video.temporal.coherence import checked_mask  # noqa: E402
+from strotss_video.temporal.coherence import warm_masks  # noqa: E402
 
 
 def split(video: Path, outputs: list[Path], end: int, dis_preset: str) -> dict[str, Any]:
@@ -48,10 +48,7 @@ def split(video: Path, outputs: list[Path], end: int, dis_preset: str) -> dict[s
             count = float(keep.sum())
             # The chain's mask of frame t+1 (its flows to frame t), as a warm frame builds it.
             forward, backward = chain_flow(a, b), chain_flow(b, a)
-            checks = consistency_checks(backward, forward)
-            mask = reliability(backward, forward, smooth="gaussian", checks=checks)
-            consistent = occlusion_mask(backward, forward, motion_boundaries=False, checks=checks)
-            mask = checked_mask(mask, a, backward, b, consistent)
+            mask, _ = warm_masks(a, b, backward, forward, "gaussian", checked=True)
             rejected = (warp(mask, fw) < 0.5).float() * keep  # onto frame t's grid
             row: dict[str, Any] = {"pair": t, "rejected_share_of_pixels": float(rejected.sum()) / count}
             for name, frames in outs.items():

@@ -25,6 +25,7 @@ import pytest
 import torch
 
 import strotss_video.pipeline.chain as chain_module
+import strotss_video.temporal.coherence as coherence_module
 import strotss_video.pipeline.job as job_module
 from clitools import assert_one_line_error, run_cli, snapshot
 from conftest import TinyExtractor, pattern_image, save_rgb
@@ -575,7 +576,7 @@ def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_te
     checks: list[dict[str, Any]] = []
     starts: list[torch.Tensor] = []
     terms: list[tuple[torch.Tensor, ...]] = []
-    real_check, real_start, real_term = (chain_module.checked_mask, chain_module.warm_start,
+    real_check, real_start, real_term = (coherence_module.checked_mask, chain_module.warm_start,
                                          chain_module.TemporalTerm)
 
     def check(mask: torch.Tensor, previous_input: torch.Tensor, backward: torch.Tensor,
@@ -595,7 +596,7 @@ def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_te
         terms.append(masks)
         return real_term(warped, masks, weight)
 
-    monkeypatch.setattr(chain_module, "checked_mask", check)
+    monkeypatch.setattr(coherence_module, "checked_mask", check)
     monkeypatch.setattr(chain_module, "warm_start", start)
     monkeypatch.setattr(chain_module, "TemporalTerm", term)
     result = run(cfr6.path, None, style, fill="checked")

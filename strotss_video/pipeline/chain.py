@@ -17,10 +17,9 @@ import torch
 from ..config import Config
 from ..features.vgg import FeatureExtractor
 from ..flow.base import FlowEstimator
-from ..flow.consistency import consistency_checks, occlusion_mask, reliability
 from ..stylize.optimize import EarlyStop, StyleBank, final_scale_plan, stylize
 from ..tensorops import scaled_size
-from ..temporal.coherence import TemporalTerm, checked_mask, long_term_weights, warm_start
+from ..temporal.coherence import TemporalTerm, long_term_weights, warm_masks, warm_start
 
 
 @dataclass
@@ -182,16 +181,12 @@ class VideoStylizer:
             else:
                 forward = self.flow(past_input, content)  # type: ignore[misc]
                 backward = self.flow(content, past_input)  # type: ignore[misc]
-            checks = consistency_checks(backward, forward)
-            mask = reliability(backward, forward, smooth=smoothing, checks=checks)
-            flow_reliable = mask
             fill = self.temporal.fill
+            # With "checked", vectors the colour check vouches for are trusted like reliable
+            # ones: kept by the warm start and held by the temporal term.
+            mask, flow_reliable = warm_masks(past_input, content, backward, forward, smoothing,
+                                             checked=fill == "checked")
             if fill == "checked":
-                # Vectors the colour check vouches for are trusted like reliable ones: kept by
-                # the warm start and held by the temporal term.
-                consistent = occlusion_mask(backward, forward, motion_boundaries=False,
-                                            checks=checks)
-                mask = checked_mask(mask, past_input, backward, content, consistent)
                 fill = "blur"
             start_image, warped_output = warm_start(past_output, backward, mask, content,
                                                     fill, self.bank.mean_color)

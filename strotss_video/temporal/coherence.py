@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..flow.consistency import consistency_checks, occlusion_mask, reliability
 from ..flow.warp import in_frame, warp
 from ..tensorops import central_differences
 
@@ -94,6 +95,21 @@ def checked_mask(mask: torch.Tensor, previous_input: torch.Tensor, backward_flow
     if consistent is not None:
         evidence = torch.maximum(evidence, consistent)
     return torch.maximum(mask, input_agreement(previous_input, backward_flow, content) * evidence)
+
+
+def warm_masks(previous_input: torch.Tensor, content: torch.Tensor, backward: torch.Tensor,
+               forward: torch.Tensor, smooth: str | None, checked: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masks (1,1,H,W) of a warm frame: (mask, flow mask). The flow mask is the backward
+    flow's reliability (forward-backward, motion boundaries; smoothed by ``smooth``); with
+    ``checked`` the mask is that raised by :func:`checked_mask` (from the occlusion-only test
+    and the previous input), else the flow mask itself."""
+    checks = consistency_checks(backward, forward)
+    flow_mask = reliability(backward, forward, smooth=smooth, checks=checks)
+    if not checked:
+        return flow_mask, flow_mask
+    consistent = occlusion_mask(backward, forward, motion_boundaries=False, checks=checks)
+    return checked_mask(flow_mask, previous_input, backward, content, consistent), flow_mask
 
 
 def warm_start(previous_output: torch.Tensor, backward_flow: torch.Tensor, mask: torch.Tensor,
