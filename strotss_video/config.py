@@ -95,9 +95,13 @@ class RuntimeConfig:
     steps (same arithmetic, no launch overhead; measured on an H100 at 512 px: warm frames
     0.65 -> 0.25 s, GPU memory flat from frame to frame; README: GPU); a failed capture warns
     once and the run goes on with eager steps. Ignored on CPU and with region guidance."""
-    cudnn_benchmark: bool = True
-    """On CUDA, let cuDNN time its convolution algorithms once per shape (shapes are static per
-    scale, so steps get the fastest); the timing is part of a process's first cold frame."""
+    cudnn_benchmark: str = "on"
+    """On CUDA, whether cuDNN times its convolution algorithms once per shape (shapes are static
+    per scale, so steps get the fastest; the timing is part of a process's first cold frame):
+    on: every shape; off: none (cuDNN's heuristics); final: only the last scale's shapes, the
+    ones every warm frame reuses (style targets and the coarser scales run a few hundred steps
+    per cold frame, where timing each shape may cost more than it saves). YAML's true/false
+    mean on/off."""
     threads: int = 0
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
     reductions sum in an order that depends on the thread count, so bit-identical frames across
@@ -108,6 +112,9 @@ class RuntimeConfig:
         if self.cuda_graphs not in ("on", "off"):
             raise ConfigError(f"runtime.cuda_graphs must be on or off "
                               f"(got {self.cuda_graphs!r})")
+        if self.cudnn_benchmark not in CUDNN_BENCHMARK:
+            raise ConfigError(f"runtime.cudnn_benchmark must be on, off or final "
+                              f"(got {self.cudnn_benchmark!r})")
         if self.precision not in ("auto", "float32", "mixed"):
             raise ConfigError(f"runtime.precision must be auto, float32 or mixed "
                               f"(got {self.precision!r})")
@@ -116,6 +123,7 @@ class RuntimeConfig:
         _non_negative("runtime.seed", self.seed)
 
 
+CUDNN_BENCHMARK = ("on", "off", "final")
 FLOW_METHODS = ("dis", "raft")
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 FILL_MODES = ("blur", "texture", "content", "mean", "warped", "checked")
@@ -270,6 +278,9 @@ def _coerce(section: str, name: str, value: Any, default: Any) -> Any:
             return float(value)
         except ValueError:
             pass
+    if isinstance(value, bool) and expected is str:
+        # YAML 1.1 (PyYAML) reads on/off/yes/no as booleans; the on/off choices get them back.
+        return "on" if value else "off"
     if isinstance(value, bool) and expected is not bool:
         raise ConfigError(f"{section}.{name} must be {expected.__name__}, got a boolean")
     if not isinstance(value, expected):

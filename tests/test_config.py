@@ -58,6 +58,8 @@ def test_yaml_dump_round_trips() -> None:
     ("temporal:\n  repaint_rate: 0\n", "temporal.repaint_rate"),
     ("strotss:\n  max_size: 16\n  scales: 4\n", "below 16 px"),
     ("runtime:\n  device: tpu\n", "runtime.device"),
+    ("runtime:\n  cudnn_benchmark: sometimes\n", "runtime.cudnn_benchmark"),
+    ("runtime:\n  precision: off\n", "runtime.precision"),
     ("- a\n- b\n", "expected a mapping"),
     ("strotss: [1, 2\n", "not valid YAML"),
 ])
@@ -75,6 +77,16 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path: Path) -> None:
     f.write_text("temporal:\n  warm_lr: 3e-4\nstrotss:\n  lr: 2E-3\n")
     cfg = build_config(None, f)
     assert cfg.temporal.warm_lr == 3e-4 and cfg.strotss.lr == 2e-3
+
+
+def test_yaml_on_off_mean_the_on_off_choices(tmp_path: Path) -> None:
+    # PyYAML (YAML 1.1) reads on/off/yes/no/true/false as booleans.
+    f = tmp_path / "c.yaml"
+    f.write_text("runtime:\n  cuda_graphs: off\n  cudnn_benchmark: no\n")
+    cfg = build_config(None, f)
+    assert cfg.runtime.cuda_graphs == "off" and cfg.runtime.cudnn_benchmark == "off"
+    f.write_text("runtime:\n  cudnn_benchmark: final\n")
+    assert build_config(None, f).runtime.cudnn_benchmark == "final"
 
 
 def test_unknown_preset_and_setting() -> None:

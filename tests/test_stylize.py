@@ -99,6 +99,46 @@ def test_rate_map_scales_how_far_each_pixel_moves(tiny_extractor: torch.nn.Modul
     assert left > 1.5 * right
 
 
+def test_autotune_final_times_algorithms_for_the_last_scale_only(
+        tiny_extractor: torch.nn.Module) -> None:
+    """``autotune="final"``: cuDNN's benchmark flag is off for the style targets and the
+    coarser scales, on for the last scale (the one warm frames reuse), and restored after;
+    without it the caller's flag is left alone. The flag is read at each forward."""
+    content, style = _images()
+    seen: list[tuple[int, bool]] = []
+
+    class Recording(torch.nn.Module):
+        strides = tiny_extractor.strides
+
+        def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+            seen.append((max(image.shape[-2:]), torch.backends.cudnn.benchmark))
+            return tiny_extractor(image)
+
+    recording = Recording()
+    before = torch.backends.cudnn.benchmark
+    try:
+        for caller_flag in (False, True):
+            torch.backends.cudnn.benchmark = caller_flag
+            seen.clear()
+            bank = StyleBank(recording, style, TINY)  # type: ignore[arg-type]
+            stylize(content, bank, recording, TINY, progress=False,  # type: ignore[arg-type]
+                    autotune="final")
+            assert torch.backends.cudnn.benchmark is caller_flag
+            plan = default_plan(TINY)
+            last = plan[-1].long_side
+            # The first forward of each scale is its style target's: never timed.
+            firsts = {side: flag for side, flag in reversed(seen)}
+            assert set(firsts) == {s.long_side for s in plan} and not any(firsts.values())
+            assert all(flag for _, flag in seen[-TINY.iters:]) and seen[-1][0] == last
+            coarse = [flag for side, flag in seen if side != last]
+            assert coarse and not any(coarse)
+            seen.clear()
+            stylize(content, bank, recording, TINY, progress=False)
+            assert seen and all(flag is caller_flag for _, flag in seen)
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def test_content_similarity_is_precomputed_only_when_it_is_less_work() -> None:
     # 5800 candidates, 1024 points: one big product costs as much as ~32 per-step ones.
     assert not optimize._precompute_similarity(5800, 1024, 10)

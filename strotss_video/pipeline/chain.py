@@ -244,10 +244,12 @@ class VideoStylizer:
                                  init=init,
                                  seed=seed, progress=False, pixel_loss=term, early_stop=early,
                                  graphs=self.config.runtime.cuda_graphs,
-                                 rate=self._repaint_rate(mask))
+                                 rate=self._repaint_rate(mask),
+                                 autotune=self.config.runtime.cudnn_benchmark)
         if result is None:
             result = stylize(content, self.bank, self.extractor, cfg, seed=seed, progress=False,
-                             graphs=self.config.runtime.cuda_graphs)
+                             graphs=self.config.runtime.cuda_graphs,
+                             autotune=self.config.runtime.cudnn_benchmark)
         output = result.image
         self.chain.push(content, output)
         record = FrameRecord(index=index, pts=0, kind="cold" if cold_reason else "warm",

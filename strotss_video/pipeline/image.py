@@ -111,7 +111,7 @@ def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLik
                      guidance=guidance)
     result = stylize(content_t.to(device), bank, extractor, config.strotss,
                      seed=config.runtime.seed, progress=progress, guidance=guidance,
-                     graphs=config.runtime.cuda_graphs)
+                     graphs=config.runtime.cuda_graphs, autotune=config.runtime.cudnn_benchmark)
     image = result.image.cpu()
     if out_path is not None:
         write_image(out_path, image)

@@ -73,7 +73,8 @@ def extractor_for(runtime: RuntimeConfig, device: torch.device,
         torch.backends.cuda.matmul.allow_tf32 = mixed
         torch.backends.cudnn.allow_tf32 = mixed
         # Shapes are static per scale: cuDNN can time its algorithms once per shape.
-        torch.backends.cudnn.benchmark = runtime.cudnn_benchmark
+        # ("final" is switched on for the last scale by stylize(autotune=...).)
+        torch.backends.cudnn.benchmark = runtime.cudnn_benchmark == "on"
     if injected is not None:
         return injected, "injected extractor"
     loaded = load_extractor(runtime, device, progress=progress)

@@ -224,7 +224,7 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
             init: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
             guidance: Guidance | None = None, pixel_loss: PixelLoss | None = None,
             early_stop: EarlyStop | None = None, graphs: str = "off",
-            rate: torch.Tensor | None = None) -> StylizeResult:
+            rate: torch.Tensor | None = None, autotune: str | None = None) -> StylizeResult:
     """Optimise one image.
 
     content (1,3,H,W) in [0,1] at any size (resized per scale); ``init`` (1,3,h,w) replaces the
@@ -238,6 +238,9 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
     ``graphs`` = "on" (CUDA only, no guidance)
     replays each scale's step as a CUDA graph after :data:`GRAPH_WARMUP` eager steps; a failed
     capture warns once and the process goes on with eager steps.
+    ``autotune`` = "final" lets cuDNN time its algorithms (``torch.backends.cudnn.benchmark``)
+    for the last step only, style targets excluded, and restores the flag after each step;
+    anything else leaves the flag as the caller set it.
     Returns the clamped result at the last step's size."""
     plan = list(plan) if plan is not None else default_plan(cfg)
     check_scale_sizes(content.shape[-2], content.shape[-1], plan, max(extractor.strides))
@@ -257,14 +260,33 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
             canvas = canvas + laplacian_band(content_s)
         desc = f"scale {k + 1}/{len(plan)} {w}x{h}"
         last = k == len(plan) - 1
-        result, report = _optimise_scale(canvas, content_s, styles.targets(step.long_side), step,
-                                         extractor, cfg, gen, clock, guidance, progress, desc,
-                                         pixel_loss if last else None, early_stop if last else None,
-                                         graphs, rate if last else None)
+        with _cudnn_benchmark(False if autotune == "final" else None):
+            targets = styles.targets(step.long_side)  # once per scale: not worth timing
+        with _cudnn_benchmark(last if autotune == "final" else None):
+            result, report = _optimise_scale(canvas, content_s, targets, step, extractor, cfg,
+                                             gen, clock, guidance, progress, desc,
+                                             pixel_loss if last else None,
+                                             early_stop if last else None, graphs,
+                                             rate if last else None)
         image = result
         reports.append(report)
     assert image is not None
     return StylizeResult(image=image.detach().clamp(0.0, 1.0), scales=reports)
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool | None) -> Any:
+    """Set ``torch.backends.cudnn.benchmark`` inside the block and restore it after; None
+    leaves it alone. (A process-wide flag: shots never share a GPU across threads.)"""
+    if enabled is None:
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def _converged(history: list[torch.Tensor], rule: EarlyStop) -> bool:
