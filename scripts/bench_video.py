@@ -118,7 +118,7 @@ def main() -> None:
     ph, pw = summary["processing_size"][1], summary["processing_size"][0]
     from strotss_video.config import StrotssConfig
     floor = floor_terms(model, (ph, pw), StrotssConfig(**cfg["strotss"]), model.dim, device,
-                        repeats=5)
+                        repeats=50 if device.type == "cuda" else 5)
     pipeline_iter = _median(warm_iter) or _median(per_scale.get(final_side, []))
 
     # Projection onto the configured schedule (the measured run may use fewer steps).

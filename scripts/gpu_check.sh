@@ -3,6 +3,7 @@
 # the device tool's command: `bash scripts/gpu_check.sh`, carry [".whl"]). Steps run in priority
 # order under one time budget (BUDGET seconds, default 420), each under its own limit; each
 # benchmark's JSON becomes one line of $OUT/results.jsonl, everything else goes to $OUT/log.txt.
+# ONLY="name name ..." runs just those steps (the step names below).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 T0=$(date +%s)
@@ -21,6 +22,7 @@ export STROTSS_VGG_WEIGHTS=/tmp/vgg16.pth
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 step() {  # NAME LIMIT COMMAND...: run one step if time is left; a JSON result goes to $RES
   local name=$1 limit=$2; shift 2
+  if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then return; fi
   local l; l=$(left)
   if (( l < 25 )); then echo "$name: skipped, ${l} s left" | tee -a "$LOG"; return; fi
   (( limit > l )) && limit=$l
@@ -32,20 +34,20 @@ step() {  # NAME LIMIT COMMAND...: run one step if time is left; a JSON result g
     >> "$RES" 2>/dev/null || cat /tmp/step.out >> "$LOG"
 }
 V=scripts/bench_video.py
-step cuda-tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
-step video512 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1
-printf 'runtime: {cudnn_benchmark: "off"}\n' > /tmp/nobench.yaml
+step cuda-tests 100 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+step video512 100 python3 $V --device cuda --size 512 --frames 12 --cuts 1
+step video512-again 100 python3 $V --device cuda --size 512 --frames 12 --cuts 1
+printf 'runtime: {cudnn_benchmark: "on"}\n' > /tmp/onbench.yaml
 printf 'runtime: {cudnn_benchmark: final}\n' > /tmp/finalbench.yaml
-# Is cuDNN's algorithm timing the first cold frame's one-time cost (13.4 s vs 3.8 s after a cut)?
-# And do the coarse scales and style targets need it (final: the last scale's shapes only)?
-step video512-no-cudnn-benchmark 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --config /tmp/nobench.yaml
-step video512-cudnn-final 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --config /tmp/finalbench.yaml
-step video1920 150 python3 $V --device cuda --size 1920 --frames 6 --iters 50
+# cuDNN's algorithm timing (on) was the first cold frame's one-time cost: 12.0 s vs 4.75 s off.
+step video512-cudnn-on 100 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --config /tmp/onbench.yaml
+step video512-cudnn-final 100 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --config /tmp/finalbench.yaml
+# Could several shots optimised as one batch raise throughput? (The extractor's share, batched.)
+step batching 60 python3 scripts/bench_batching.py --device cuda --size 512 288 --batches 1 2 4 8
+step video1920 120 python3 $V --device cuda --size 1920 --frames 6 --iters 50
+step video512-eager 100 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --cuda-graphs off
 step profile512 60 python3 scripts/profile_step.py --device cuda --size 512 288 --iters 20 --precision mixed --top 40
+step video512-float32 100 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --precision float32
 step image-mixed 90 python3 scripts/bench_image.py --device cuda --sizes 256 512 1024 --iters 50 --repeats 3 --precision mixed
-step video512-gridsample 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --reads grid_sample
-step video512-float32 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --precision float32
-step video512-eager 120 python3 $V --device cuda --size 512 --frames 12 --cuts 1 --cuda-graphs off
-step reads 40 python3 scripts/bench_reads.py --device cuda --size 512 288 --points 1024 16384
 grep -E "rc=|skipped|passed|failed|error" "$LOG" | tail -n 20
 wc -l < "$RES"

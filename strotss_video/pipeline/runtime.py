@@ -72,7 +72,7 @@ def extractor_for(runtime: RuntimeConfig, device: torch.device,
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = mixed
         torch.backends.cudnn.allow_tf32 = mixed
-        # Shapes are static per scale: cuDNN can time its algorithms once per shape.
+        # Off by default: timing every shape is most of a process's first cold frame (H100).
         # ("final" is switched on for the last scale by stylize(autotune=...).)
         torch.backends.cudnn.benchmark = runtime.cudnn_benchmark == "on"
     if injected is not None:
