@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 from pathlib import Path
 from typing import Callable
@@ -32,10 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_image import _median_time, _pattern, floor_terms  # noqa: E402
+from bench_image import _median_time, floor_terms, one_scale_setup, timed_runs  # noqa: E402
 from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
 from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
-from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize  # noqa: E402
 
 
 def _fwd_bwd(extractor: torch.nn.Module, image: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -81,18 +81,12 @@ def main() -> None:
     products = floor_terms(extractor, (h, w), cfg, extractor.dim, device, args.repeats)
     loss_products = products["total"] - products["vgg_forward_backward"]
 
-    # One real step at batch 1: the final scale of a single-image optimisation, as warm frames.
+    # One real step at batch 1: a one-scale optimisation at this size, run as warm frames run.
     step_cfg = StrotssConfig(max_size=max(w, h), scales=1, iters=args.step_iters)
-    content, style = _pattern(h, w, 1, device), _pattern(h, h, 2, device)
-    bank = StyleBank(extractor, style, step_cfg)
-    bank.targets(max(w, h))
-    plan = [ScaleStep(max(w, h), args.step_iters, step_cfg.final_lr, 2.0, add_content_band=True)]
     graphs = "on" if device.type == "cuda" else "off"
-    stylize(content, bank, extractor, step_cfg, plan=plan, progress=False, graphs=graphs)
-    step_1 = sorted(
-        (r.loop_seconds / r.iterations for r in
-         (stylize(content, bank, extractor, step_cfg, plan=plan, seed=k, progress=False,
-                  graphs=graphs).scales[0] for k in range(3))))[1]
+    content, bank, plan = one_scale_setup(extractor, (h, w), step_cfg, args.step_iters, device)
+    step_1 = statistics.median(r.loop_seconds / r.iterations for r in
+                               timed_runs(content, bank, extractor, step_cfg, plan, graphs, 3))
 
     modes = ["eager", "graph"] if device.type == "cuda" else ["eager"]
     rows = []

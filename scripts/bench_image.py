@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -103,6 +103,28 @@ def floor_terms(extractor: torch.nn.Module, size: tuple[int, int], cfg: StrotssC
     return out
 
 
+def one_scale_setup(extractor: torch.nn.Module, size: tuple[int, int], cfg: StrotssConfig,
+                    iters: int, device: torch.device
+                    ) -> tuple[torch.Tensor, StyleBank, list[ScaleStep]]:
+    """A synthetic content (1,3,H,W) of ``size`` (H, W), a style bank whose targets at the long
+    side are already computed (constant per scale: not part of a step's time), and a plan of
+    ``iters`` steps at that one scale."""
+    long_side = max(size)
+    content = _pattern(*size, 1, device)
+    bank = StyleBank(extractor, _pattern(long_side, long_side, 2, device), cfg)
+    bank.targets(long_side)
+    return content, bank, [ScaleStep(long_side, iters, cfg.final_lr, 2.0, add_content_band=True)]
+
+
+def timed_runs(content: torch.Tensor, bank: StyleBank, extractor: torch.nn.Module,
+               cfg: StrotssConfig, plan: list[ScaleStep], graphs: str, repeats: int) -> list[Any]:
+    """One warm-up run, then ``repeats`` timed runs of the one-scale ``plan``: their scale
+    results (``loop_seconds / iterations`` is the seconds per step)."""
+    stylize(content, bank, extractor, cfg, plan=plan, progress=False, graphs=graphs)
+    return [stylize(content, bank, extractor, cfg, plan=plan, seed=r, progress=False,
+                    graphs=graphs).scales[0] for r in range(repeats)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
@@ -123,18 +145,12 @@ def main() -> None:
     for size in args.sizes:
         cfg = StrotssConfig(max_size=size, scales=1, iters=args.iters,
                             output_points=args.output_points, style_points=args.style_points)
-        content = _pattern(round(size * 0.75), size, 1, device)
-        style = _pattern(size, size, 2, device)
-        bank = StyleBank(extractor, style, cfg)
-        bank.targets(size)  # constant per scale: excluded from the per-iteration time
-        plan = [ScaleStep(size, args.iters, cfg.final_lr, 2.0, add_content_band=True)]
+        content, bank, plan = one_scale_setup(extractor, (round(size * 0.75), size), cfg,
+                                              args.iters, device)
         modes = ["off", "on"] if device.type == "cuda" and args.cuda_graphs == "on" else ["off"]
         per_mode: dict[str, float] = {}
         for mode in modes:
-            stylize(content, bank, extractor, cfg, plan=plan, progress=False,
-                    graphs=mode)  # warm-up
-            runs = [stylize(content, bank, extractor, cfg, plan=plan, seed=r, progress=False,
-                            graphs=mode).scales[0] for r in range(args.repeats)]
+            runs = timed_runs(content, bank, extractor, cfg, plan, mode, args.repeats)
             if mode == "off":
                 eager = runs
             per_mode[mode] = statistics.median(r.loop_seconds / r.iterations for r in runs)

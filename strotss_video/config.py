@@ -99,8 +99,8 @@ class RuntimeConfig:
     """On CUDA, whether cuDNN times its convolution algorithms once per shape (the timing is
     part of a process's first cold frame): off: none, cuDNN's heuristics; on: every shape;
     final: only the last scale's shapes, the ones warm frames reuse. Off by default: measured
-    on an H100 at 512 px, the first cold frame of a process takes 4.75 s with off, 12.0 s with
-    on and 5.33 s with final, and warm frames the same 0.24-0.28 s (README: GPU). YAML's
+    on an H100 at 512 px, the first cold frame of a process takes 4.75 s with off, 12.0-13.6 s
+    with on and 5.33 s with final, and warm frames the same 0.24-0.28 s (README: GPU). YAML's
     true/false mean on/off."""
     threads: int = 0
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
