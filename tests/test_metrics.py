@@ -307,3 +307,40 @@ def test_flicker_split_script_splits_the_warping_error(tmp_path: Path) -> None:
     summary = out["summary"]
     assert summary[str(noisy)]["total"] > 10 * summary[str(stable)]["total"]
     assert json.loads(json.dumps(out)) == out  # printable as JSON
+
+
+def test_flicker_split_boxes_map_and_flow_scale(tmp_path: Path) -> None:
+    """Box shares of the summed per-pixel error partition it (two halves sum to 1, the whole
+    frame is 1), the excess is the last output's total minus the first's, the map holds one
+    tile per output plus the rejected count, and ``flow_scale`` scales the chain's vectors back
+    to the output's grid."""
+    clip = make_clip(tmp_path / "in.mp4", frames=5, size=(96, 64), shift=(2, 0),
+                     pix_fmt="yuv444p", audio=False)
+    rng = np.random.default_rng(2)
+    flick = [np.clip(img.astype(np.int16) + int(rng.integers(-25, 26)), 0, 255).astype(np.uint8)
+             for img in clip.images]
+    stable = _write(tmp_path / "stable.mp4", clip.images)
+    noisy = _write(tmp_path / "noisy.mp4", flick)
+    spec = importlib.util.spec_from_file_location("flicker_split", ROOT / "scripts" / "flicker_split.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    boxes = {"left": (0, 0, 48, 64), "right": (48, 0, 96, 64), "all": (0, 0, 96, 64)}
+    out = module.split(clip.path, [stable, noisy], end=5, dis_preset="fast", flow_scale=2.0,
+                       boxes=boxes, map_path=tmp_path / "map.png")
+    for name in (str(stable), str(noisy)):
+        shares = out["summary"][name]["boxes"]
+        assert shares["all"] == pytest.approx(1.0, rel=1e-6)
+        assert shares["left"] + shares["right"] == pytest.approx(1.0, rel=1e-6)
+    excess = out["excess_of_last_over_first"]
+    assert excess["total"] == pytest.approx(out["summary"][str(noisy)]["total"]
+                                            - out["summary"][str(stable)]["total"], rel=1e-4)
+    assert excess["boxes"]["all"] == pytest.approx(1.0, rel=1e-6)
+    assert out["flow_scale"] == 2.0 and 0.0 <= out["chain_rejected_share"] <= 1.0
+    picture = cv2.imread(str(tmp_path / "map.png"))
+    assert picture.shape == (64, 3 * 96, 3)
+    flow = torch.zeros(1, 2, 128, 192)
+    flow[:, 0], flow[:, 1] = 4.0, -2.0
+    small = module.scaled_flow(flow, (64, 96))
+    assert small.shape == (1, 2, 64, 96)
+    assert torch.allclose(small[:, 0], torch.full((1, 64, 96), 2.0))
+    assert torch.allclose(small[:, 1], torch.full((1, 64, 96), -1.0))
