@@ -4,7 +4,8 @@ mask rejects (they start a warm frame from the fill) and the rest; prints JSON.
 The warping error is the evaluator's (``scripts/evaluate.py``: Farneback flow on the input,
 occlusion + out-of-frame + motion-boundary mask). The chain's mask is recomputed as a warm
 frame sees it: DIS (``--dis-preset``) between consecutive input frames at the output's size,
-the reliability mask raised by the ``checked`` colour test, carried onto the evaluator's grid.
+the reliability mask raised by the ``checked`` colour test and (``--neighbour-flow on``, the
+chain's default) by the neighbours' vectors, carried onto the evaluator's grid.
 A pixel counts as rejected where that mask is below 0.5. Each pair's ``rejected`` error is the
 part of its warping error summed over rejected pixels (same denominator), so ``rejected`` <=
 ``total``.
@@ -38,7 +39,7 @@ from strotss_video.flow.consistency import occlusion_mask  # noqa: E402
 from strotss_video.flow.warp import warp  # noqa: E402
 from strotss_video.metrics import video_frames  # noqa: E402
 from strotss_video.tensorops import resize  # noqa: E402
-from strotss_video.temporal.coherence import warm_masks  # noqa: E402
+from strotss_video.temporal.coherence import neighbour_flow, warm_masks  # noqa: E402
 
 
 Box = tuple[int, int, int, int]
@@ -53,7 +54,8 @@ def scaled_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def split(video: Path, outputs: list[Path], end: int, dis_preset: str, flow_scale: float = 1.0,
-          boxes: dict[str, Box] | None = None, map_path: Path | None = None) -> dict[str, Any]:
+          boxes: dict[str, Box] | None = None, map_path: Path | None = None,
+          neighbours: bool = True) -> dict[str, Any]:
     """Per pair and per output: total warping error and the part in rejected pixels."""
     outs = {str(p): list(video_frames(p, end=end)) for p in outputs}
     h, w = next(iter(outs.values()))[0].shape[-2:]
@@ -80,6 +82,8 @@ def split(video: Path, outputs: list[Path], end: int, dis_preset: str, flow_scal
             forward = scaled_flow(chain_flow(fa, fb), (h, w))
             backward = scaled_flow(chain_flow(fb, fa), (h, w))
             mask, _ = warm_masks(a, b, backward, forward, "gaussian", checked=True)
+            if neighbours:
+                _, mask = neighbour_flow(backward, mask, a, b)
             rejected = (warp(mask, fw) < 0.5).float() * keep  # onto frame t's grid
             rejected_count += rejected[0, 0]
             row: dict[str, Any] = {"pair": t, "rejected_share_of_pixels": float(rejected.sum()) / count,
@@ -147,9 +151,11 @@ def main() -> None:
     parser.add_argument("--box", type=parse_box, action="append", default=[],
                         help="NAME=X0,Y0,X1,Y1: share of the error inside (repeatable)")
     parser.add_argument("--map", type=Path, help="PNG of the per-pixel error sums")
+    parser.add_argument("--neighbour-flow", choices=("on", "off"), default="on",
+                        help="the chain's temporal.neighbour_flow (default on, as the chain)")
     opts = parser.parse_args()
     print(json.dumps(split(opts.video, opts.outputs, opts.end, opts.dis_preset, opts.flow_scale,
-                           dict(opts.box), opts.map), indent=2))
+                           dict(opts.box), opts.map, opts.neighbour_flow == "on"), indent=2))
 
 
 if __name__ == "__main__":

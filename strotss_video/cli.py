@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "frame's few steps repaint newly visible areas (default 1; preview 4)")
     tmp.add_argument("--fill", choices=FILL_MODES,
                      help="start of unreliable areas (default checked; see docs/tuning.md)")
+    tmp.add_argument("--neighbour-flow", choices=("on", "off"),
+                     help="with --fill checked, give a still-rejected pixel its trusted "
+                          "neighbours' motion where the input agrees (default on)")
     tmp.add_argument("--flow", choices=("dis", "raft"), help="optical flow method (default dis)")
     tmp.add_argument("--long-term", type=_frame_list, metavar="J,J,...",
                      help="also constrain by these past frames, e.g. 1,10,20")
@@ -239,6 +242,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {n: getattr(args, n, None) for n in names}
     temporal = getattr(args, "temporal", None)
     settings["temporal"] = None if temporal is None else temporal == "on"
+    neighbour = getattr(args, "neighbour_flow", None)
+    settings["neighbour_flow"] = None if neighbour is None else neighbour == "on"
     settings["shots"] = getattr(args, "shots", None)
     return settings
 

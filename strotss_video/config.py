@@ -161,6 +161,11 @@ class TemporalConfig:
     mask is raised wherever the previous input, warped by the rejected vector, matches this
     frame in a textured area (or anywhere the vector passed the forward-backward test); the
     raised mask also weights the temporal term. docs/tuning.md."""
+    neighbour_flow: bool = True
+    """With ``checked``: a vector still rejected is replaced by its trusted neighbours' where
+    the input agrees under it, in textured areas or deep inside flat ones (a white window the
+    flow cannot match, rejected frame after frame); the raised mask keeps and holds those
+    pixels instead of repainting them each frame. docs/tuning.md."""
     mask_smoothing: str = "gaussian"
     early_stop_tol: float = 0.0
     """Stop a warm frame when its loss changes by less than this (relative) over a window; 0 = off."""
@@ -374,6 +379,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "repaint_rate": ("temporal", "repaint_rate"),
     "adaptive_iters": ("temporal", "adaptive_iters"),
     "fill": ("temporal", "fill"),
+    "neighbour_flow": ("temporal", "neighbour_flow"),
     "flow": ("temporal", "flow"),
     "long_term": ("temporal", "long_term"),
     "shots": ("shots", "mode"),

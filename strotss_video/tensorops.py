@@ -43,3 +43,23 @@ def central_differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) * 0.5
     dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) * 0.5
     return dx, dy
+
+
+def push_pull(values: torch.Tensor, weight: torch.Tensor, full: float = 0.5) -> torch.Tensor:
+    """Fill low-weight pixels from their neighbourhood (push-pull): (B,C,H,W), (B,1,H,W) in
+    [0,1] -> (B,C,H,W).
+
+    Weighted means are pulled down a 2x pyramid to a single pixel (the weighted mean of all),
+    then pushed back up: at each level a pixel keeps its own weighted mean in proportion to its weight
+    (``full`` and above: only its own) and takes the coarser level's value for the rest, so
+    holes get the average of the nearest weighted pixels, from however far they are."""
+    num, den = [values * weight], [weight]
+    while max(den[-1].shape[-2:]) > 1:
+        num.append(F.avg_pool2d(num[-1], 2, ceil_mode=True))
+        den.append(F.avg_pool2d(den[-1], 2, ceil_mode=True))
+    filled = num[-1] / den[-1].clamp_min(1e-6)
+    for n, d in zip(reversed(num[:-1]), reversed(den[:-1])):
+        up = F.interpolate(filled, size=n.shape[-2:], mode="bilinear", align_corners=False)
+        own = (d / full).clamp(max=1.0)
+        filled = own * (n / d.clamp_min(1e-6)) + (1.0 - own) * up
+    return filled

@@ -236,6 +236,20 @@ def test_print_config_precedence(tmp_path: Path) -> None:
                  "threads": 0}
 
 
+def test_neighbour_flow_flag_overrides_the_config_file(tmp_path: Path) -> None:
+    """``--neighbour-flow on|off`` sets temporal.neighbour_flow (default on) over the file."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("temporal:\n  neighbour_flow: false\n")
+    shown = {}
+    for extra in ((), ("--config", cfg), ("--config", cfg, "--neighbour-flow", "on"),
+                  ("--neighbour-flow", "off")):
+        proc = run_cli("video", *extra, "--print-config", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        shown[extra[-1] if extra else "default"] = \
+            yaml.safe_load(proc.stdout)["temporal"]["neighbour_flow"]
+    assert shown == {"default": True, cfg: False, "on": True, "off": False}
+
+
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     c = Case(tmp_path)
     proc = run_cli(*c.image(content=tmp_path / "nope.png"), "--debug", cwd=tmp_path)

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from strotss_video.flow.warp import in_frame, warp
-from strotss_video.temporal.coherence import (TemporalTerm, checked_mask, long_term_weights,
-                                              lowpass, temporal_loss, warm_start)
+from strotss_video.temporal.coherence import (FLAT_REACH, TemporalTerm, checked_mask,
+                                              long_term_weights, lowpass, neighbour_flow,
+                                              temporal_loss, warm_start)
+from strotss_video.tensorops import push_pull
 
 H, W = 11, 13
 
@@ -224,6 +226,65 @@ def test_checked_mask_trusts_rejected_warps_only_where_textured_input_agrees() -
     assert torch.equal(init[..., textured[0], textured[1]], warped[..., textured[0], textured[1]])
     assert torch.allclose(init[..., flat[0], flat[1]], lowpass(content, 3)[..., flat[0], flat[1]],
                           atol=1e-6)
+
+
+def test_push_pull_fills_holes_from_the_nearest_weighted_pixels() -> None:
+    values = rand(1, 2, 40, 56, seed=70)
+    ones = torch.ones(1, 1, 40, 56)
+    assert torch.allclose(push_pull(values, ones), values)  # nothing to fill
+    # A constant field with a large hole: the hole gets the constant.
+    field = torch.tensor([2.0, -1.0]).view(1, 2, 1, 1).expand(1, 2, 40, 56).clone()
+    weight = ones.clone()
+    weight[..., 5:35, 10:50] = 0.0
+    field[..., 5:35, 10:50] = 100.0  # garbage where the weight is 0
+    filled = push_pull(field, weight)
+    assert torch.allclose(filled, torch.tensor([2.0, -1.0]).view(1, 2, 1, 1).expand_as(filled),
+                          atol=1e-5)
+    # Two sides of a hole: values stay between them, each side's near the side.
+    two = torch.zeros(1, 1, 40, 56)
+    two[..., 28:] = 1.0
+    gap = ones.clone()
+    gap[..., 20:36] = 0.0
+    out = push_pull(two, gap)
+    assert bool(((out >= -1e-6) & (out <= 1 + 1e-6)).all())
+    assert float(out[..., 20].mean()) < 0.5 < float(out[..., 35].mean())
+
+
+def test_neighbour_flow_moves_rejected_pixels_with_their_trusted_neighbours() -> None:
+    """Rejected vectors take the trusted vectors around them where the input agrees: in a
+    textured area (evidence), and deep inside a flat one (a prior), never near texture at
+    either end, and never where the previous input does not carry onto this frame."""
+    h, w, dx, dy = 48, 96, 2, 1
+    previous_input, content = _half_textured_scene(h, w, dx, dy)
+    flow = translation(dx, dy, h, w)
+    garbage = flow + 6.0 * (rand(1, 2, h, w, seed=71) - 0.5)  # what DIS gives where it fails
+    trusted = torch.ones(1, 1, h, w)
+    trusted[..., w // 2:] = 0.0  # the flat half rejected,
+    trusted[..., 10:20, 8:20] = 0.0  # and a textured block
+    backward = torch.where(trusted.bool(), flow, garbage)
+    moved, raised = neighbour_flow(backward, trusted, previous_input, content)
+    assert moved.shape == backward.shape and raised.shape == trusted.shape
+    # Trusted pixels keep their vector and their mask.
+    keep = trusted.bool().expand_as(moved)
+    assert torch.equal(moved[keep], backward[keep]) and bool((raised >= trusted).all())
+    # The textured block: the neighbours' translation, vouched for by the input.
+    assert torch.allclose(moved[..., 11:19, 9:19], flow[..., 11:19, 9:19], atol=1e-4)
+    assert bool((raised[..., 11:19, 9:19] == 1.0).all())
+    # Deep in the flat half (texture ends at column w/2 - 1 + dx here, the frame at the
+    # bottom/right where the flow leaves it): taken on the prior.
+    edge = w // 2 + dx + FLAT_REACH // 2 + 3
+    deep = (slice(0, h - 4), slice(edge, w - 4))
+    assert torch.allclose(moved[..., deep[0], deep[1]], flow[..., deep[0], deep[1]], atol=0.05)
+    assert bool((raised[..., deep[0], deep[1]] == 1.0).all())
+    # Next to the texture the flat pixels stay rejected, with their own vectors.
+    near = (slice(0, h - 4), slice(w // 2 + 1, w // 2 + 4))
+    assert torch.equal(moved[..., near[0], near[1]], backward[..., near[0], near[1]])
+    assert bool((raised[..., near[0], near[1]] == 0.0).all())
+    # A previous input that does not become this frame: the textured block is not taken.
+    unrelated = rand(1, 3, h, w, seed=72)
+    moved_u, raised_u = neighbour_flow(backward, trusted, unrelated, content)
+    assert torch.equal(moved_u[..., 10:20, 8:20], backward[..., 10:20, 8:20])
+    assert bool((raised_u[..., 10:20, 8:20] == 0.0).all())
 
 
 def test_warm_start_rejects_an_unknown_fill() -> None:

@@ -572,7 +572,8 @@ def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_te
         cfr6: Clip, style: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With fill 'checked' the chain raises the flow mask by the colour check, from the previous
     decoded frame and the forward-backward (occlusion-only) test, and both the warm start and
-    the temporal term get the raised mask; the reliable fraction stays the flow mask's."""
+    the temporal term get the raised mask; the reliable fraction stays the flow mask's (with
+    the neighbours' vectors off; the next test covers them)."""
     checks: list[dict[str, Any]] = []
     starts: list[torch.Tensor] = []
     terms: list[tuple[torch.Tensor, ...]] = []
@@ -599,7 +600,7 @@ def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_te
     monkeypatch.setattr(coherence_module, "checked_mask", check)
     monkeypatch.setattr(chain_module, "warm_start", start)
     monkeypatch.setattr(chain_module, "TemporalTerm", term)
-    result = run(cfr6.path, None, style, fill="checked")
+    result = run(cfr6.path, None, style, fill="checked", neighbour_flow=False)
     assert len(result.frames) == 6 and len(checks) == len(starts) == len(terms) == 5
     for before, now in zip(checks, checks[1:]):
         assert torch.equal(now["previous_input"], before["content"])  # frame k feeds k+1
@@ -614,6 +615,50 @@ def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_te
         assert record.reliable == pytest.approx(float(c["mask"].mean()))
     monkeypatch.undo()
     assert run(cfr6.path, None, style, fill="blur").frames[-1].losses != result.frames[-1].losses
+
+
+def test_neighbour_flow_feeds_the_warm_start_and_the_temporal_term(
+        cfr6: Clip, style: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``checked`` and ``neighbour_flow`` (the default) the chain passes the checked mask,
+    the backward flow and both input frames to :func:`neighbour_flow`, and its flow and mask
+    are what the warm start warps with and what the temporal term weights by."""
+    calls: list[dict[str, Any]] = []
+    starts: list[tuple[torch.Tensor, torch.Tensor]] = []
+    terms: list[tuple[torch.Tensor, ...]] = []
+    real_neighbour, real_start, real_term = (chain_module.neighbour_flow, chain_module.warm_start,
+                                             chain_module.TemporalTerm)
+
+    def neighbour(backward: torch.Tensor, mask: torch.Tensor, previous_input: torch.Tensor,
+                  content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        moved, raised = real_neighbour(backward, mask, previous_input, content)
+        calls.append({"mask": mask, "previous_input": previous_input, "content": content,
+                      "moved": moved, "raised": raised})
+        return moved, raised
+
+    def start(previous_output: torch.Tensor, backward: torch.Tensor, mask: torch.Tensor,
+              content: torch.Tensor, fill: str, style_mean: torch.Tensor):
+        starts.append((backward, mask))
+        return real_start(previous_output, backward, mask, content, fill, style_mean)
+
+    def term(warped: tuple[torch.Tensor, ...], masks: tuple[torch.Tensor, ...], weight: float):
+        terms.append(masks)
+        return real_term(warped, masks, weight)
+
+    monkeypatch.setattr(chain_module, "neighbour_flow", neighbour)
+    monkeypatch.setattr(chain_module, "warm_start", start)
+    monkeypatch.setattr(chain_module, "TemporalTerm", term)
+    result = run(cfr6.path, None, style)
+    assert len(result.frames) == 6 and len(calls) == len(starts) == len(terms) == 5
+    for before, now in zip(calls, calls[1:]):
+        assert torch.equal(now["previous_input"], before["content"])  # frame k feeds k+1
+    for c, (flow, mask), t in zip(calls, starts, terms):
+        assert flow is c["moved"] and mask is c["raised"] and torch.equal(t[0], c["raised"])
+        assert bool((c["raised"] >= c["mask"]).all())
+    monkeypatch.undo()
+    calls.clear()
+    monkeypatch.setattr(chain_module, "neighbour_flow", neighbour)
+    assert len(run(cfr6.path, None, style, neighbour_flow=False).frames) == 6 and not calls
+    assert len(run(cfr6.path, None, style, fill="blur").frames) == 6 and not calls
 
 
 def test_repaint_rate_raises_the_learning_rate_where_the_mask_rejects(

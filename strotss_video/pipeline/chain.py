@@ -19,7 +19,8 @@ from ..features.vgg import FeatureExtractor
 from ..flow.base import FlowEstimator
 from ..stylize.optimize import EarlyStop, StyleBank, final_scale_plan, stylize
 from ..tensorops import scaled_size
-from ..temporal.coherence import TemporalTerm, long_term_weights, warm_masks, warm_start
+from ..temporal.coherence import (TemporalTerm, long_term_weights, neighbour_flow, warm_masks,
+                                  warm_start)
 
 
 @dataclass
@@ -187,6 +188,8 @@ class VideoStylizer:
             mask, flow_reliable = warm_masks(past_input, content, backward, forward, smoothing,
                                              checked=fill == "checked")
             if fill == "checked":
+                if self.temporal.neighbour_flow:
+                    backward, mask = neighbour_flow(backward, mask, past_input, content)
                 fill = "blur"
             start_image, warped_output = warm_start(past_output, backward, mask, content,
                                                     fill, self.bank.mean_color)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..flow.consistency import consistency_checks, occlusion_mask, reliability
 from ..flow.warp import in_frame, warp
-from ..tensorops import central_differences
+from ..tensorops import central_differences, push_pull
 
 
 def temporal_loss(image: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -95,6 +95,45 @@ def checked_mask(mask: torch.Tensor, previous_input: torch.Tensor, backward_flow
     if consistent is not None:
         evidence = torch.maximum(evidence, consistent)
     return torch.maximum(mask, input_agreement(previous_input, backward_flow, content) * evidence)
+
+
+FLAT_REACH = 15
+"""Side (px) of the square around a pixel that must hold no texture (:data:`TEXTURE_MIN`) for
+:func:`neighbour_flow` to move it on a prior alone: a stroke at an edge within half of it could
+otherwise be dragged across a flat area (a moving sun's dark halo into the sky)."""
+
+
+def _square_max(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Max over a ``side`` x ``side`` square (odd side) around each pixel, same size: (1,1,H,W).
+    Separable: 2 x side comparisons per pixel instead of side^2."""
+    rows = F.max_pool2d(x, (1, side), stride=1, padding=(0, side // 2))
+    return F.max_pool2d(rows, (side, 1), stride=1, padding=(side // 2, 0))
+
+
+def neighbour_flow(backward: torch.Tensor, mask: torch.Tensor, previous_input: torch.Tensor,
+                   content: torch.Tensor, reach: int = FLAT_REACH
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rejected vectors (``mask`` < 0.5) replaced by those of their trusted neighbours.
+
+    backward (1,2,H,W) current -> previous; mask (1,1,H,W) the trusted vectors (e.g. from
+    :func:`checked_mask`). A rejected pixel takes the push-pull fill of the trusted vectors
+    around it when the previous input, warped by it, matches this frame
+    (:func:`input_agreement`) and the match means something: in a textured area it is
+    evidence; in a flat one (a white window, a sky) any vector matches, so there the smooth
+    vector is only a prior, taken only deep inside flat areas at both ends (no texture within
+    ``reach`` px square here and around its source), where a wrong vector moves nothing that
+    can be seen. A pixel so moved is trusted as far as its input agrees. Such areas are
+    rejected frame after frame (DIS has nothing to match there), and repainting them from the
+    content each frame flickers (docs/tuning.md). Returns (flow, raised mask)."""
+    filled = push_pull(backward, mask)
+    agree = input_agreement(previous_input, filled, content)
+    here = texture(content)
+    flat_here = _square_max(here, reach) < TEXTURE_MIN
+    around_source = _square_max(texture(previous_input), reach)
+    flat_source = warp(around_source, filled) < TEXTURE_MIN
+    take = ((agree > 0.5) & (mask < 0.5)
+            & ((here >= TEXTURE_MIN) | (flat_here & flat_source))).to(backward.dtype)
+    return backward + take * (filled - backward), torch.maximum(mask, agree * take)
 
 
 def warm_masks(previous_input: torch.Tensor, content: torch.Tensor, backward: torch.Tensor,
