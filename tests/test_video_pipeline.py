@@ -568,6 +568,29 @@ def test_flows_computed_ahead_give_the_same_frames(cfr6: Clip, style: Path) -> N
     assert all(torch.equal(a, b) for a, b in zip(*outputs))
 
 
+def _record_warm_inputs(monkeypatch: pytest.MonkeyPatch
+                        ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, ...]]]:
+    """Record the chain's warm starts ((backward flow, mask) each, fill ``blur``) and its
+    temporal terms' masks, passing the calls through."""
+    starts: list[tuple[torch.Tensor, torch.Tensor]] = []
+    terms: list[tuple[torch.Tensor, ...]] = []
+    real_start, real_term = chain_module.warm_start, chain_module.TemporalTerm
+
+    def start(previous_output: torch.Tensor, backward: torch.Tensor, mask: torch.Tensor,
+              content: torch.Tensor, fill: str, style_mean: torch.Tensor):
+        assert fill == "blur"
+        starts.append((backward, mask))
+        return real_start(previous_output, backward, mask, content, fill, style_mean)
+
+    def term(warped: tuple[torch.Tensor, ...], masks: tuple[torch.Tensor, ...], weight: float):
+        terms.append(masks)
+        return real_term(warped, masks, weight)
+
+    monkeypatch.setattr(chain_module, "warm_start", start)
+    monkeypatch.setattr(chain_module, "TemporalTerm", term)
+    return starts, terms
+
+
 def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_term(
         cfr6: Clip, style: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With fill 'checked' the chain raises the flow mask by the colour check, from the previous
@@ -575,10 +598,7 @@ def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_te
     the temporal term get the raised mask; the reliable fraction stays the flow mask's (with
     the neighbours' vectors off; the next test covers them)."""
     checks: list[dict[str, Any]] = []
-    starts: list[torch.Tensor] = []
-    terms: list[tuple[torch.Tensor, ...]] = []
-    real_check, real_start, real_term = (coherence_module.checked_mask, chain_module.warm_start,
-                                         chain_module.TemporalTerm)
+    real_check = coherence_module.checked_mask
 
     def check(mask: torch.Tensor, previous_input: torch.Tensor, backward: torch.Tensor,
               content: torch.Tensor, consistent: torch.Tensor) -> torch.Tensor:
@@ -587,26 +607,15 @@ def test_checked_fill_raises_the_mask_of_both_the_warm_start_and_the_temporal_te
                        "consistent": consistent, "raised": raised})
         return raised
 
-    def start(previous_output: torch.Tensor, backward: torch.Tensor, mask: torch.Tensor,
-              content: torch.Tensor, fill: str, style_mean: torch.Tensor):
-        assert fill == "blur"
-        starts.append(mask)
-        return real_start(previous_output, backward, mask, content, fill, style_mean)
-
-    def term(warped: tuple[torch.Tensor, ...], masks: tuple[torch.Tensor, ...], weight: float):
-        terms.append(masks)
-        return real_term(warped, masks, weight)
-
     monkeypatch.setattr(coherence_module, "checked_mask", check)
-    monkeypatch.setattr(chain_module, "warm_start", start)
-    monkeypatch.setattr(chain_module, "TemporalTerm", term)
+    starts, terms = _record_warm_inputs(monkeypatch)
     result = run(cfr6.path, None, style, fill="checked", neighbour_flow=False)
     assert len(result.frames) == 6 and len(checks) == len(starts) == len(terms) == 5
     for before, now in zip(checks, checks[1:]):
         assert torch.equal(now["previous_input"], before["content"])  # frame k feeds k+1
     warm = [r for r in result.frames if r.kind == "warm"]
     for c, s, t, record in zip(checks, starts, terms, warm):
-        assert s is c["raised"] and torch.equal(t[0], c["raised"])
+        assert s[1] is c["raised"] and torch.equal(t[0], c["raised"])
         consistent = c["consistent"]
         assert set(consistent.unique().tolist()) <= {0.0, 1.0}
         # Wholly reliable pixels (all tests passed, smoothed mask 1) passed this one too.
@@ -623,10 +632,7 @@ def test_neighbour_flow_feeds_the_warm_start_and_the_temporal_term(
     the backward flow and both input frames to :func:`neighbour_flow`, and its flow and mask
     are what the warm start warps with and what the temporal term weights by."""
     calls: list[dict[str, Any]] = []
-    starts: list[tuple[torch.Tensor, torch.Tensor]] = []
-    terms: list[tuple[torch.Tensor, ...]] = []
-    real_neighbour, real_start, real_term = (chain_module.neighbour_flow, chain_module.warm_start,
-                                             chain_module.TemporalTerm)
+    real_neighbour = chain_module.neighbour_flow
 
     def neighbour(backward: torch.Tensor, mask: torch.Tensor, previous_input: torch.Tensor,
                   content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -635,18 +641,8 @@ def test_neighbour_flow_feeds_the_warm_start_and_the_temporal_term(
                       "moved": moved, "raised": raised})
         return moved, raised
 
-    def start(previous_output: torch.Tensor, backward: torch.Tensor, mask: torch.Tensor,
-              content: torch.Tensor, fill: str, style_mean: torch.Tensor):
-        starts.append((backward, mask))
-        return real_start(previous_output, backward, mask, content, fill, style_mean)
-
-    def term(warped: tuple[torch.Tensor, ...], masks: tuple[torch.Tensor, ...], weight: float):
-        terms.append(masks)
-        return real_term(warped, masks, weight)
-
     monkeypatch.setattr(chain_module, "neighbour_flow", neighbour)
-    monkeypatch.setattr(chain_module, "warm_start", start)
-    monkeypatch.setattr(chain_module, "TemporalTerm", term)
+    starts, terms = _record_warm_inputs(monkeypatch)
     result = run(cfr6.path, None, style)
     assert len(result.frames) == 6 and len(calls) == len(starts) == len(terms) == 5
     for before, now in zip(calls, calls[1:]):
