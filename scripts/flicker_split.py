@@ -36,21 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from strotss_video.flow import make_flow  # noqa: E402
 from strotss_video.flow.consistency import occlusion_mask  # noqa: E402
-from strotss_video.flow.warp import warp  # noqa: E402
+from strotss_video.flow.warp import resize_flow, warp  # noqa: E402
 from strotss_video.metrics import video_frames  # noqa: E402
 from strotss_video.tensorops import resize  # noqa: E402
 from strotss_video.temporal.coherence import neighbour_flow, warm_masks  # noqa: E402
 
 
 Box = tuple[int, int, int, int]
-
-
-def scaled_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A flow (1,2,h,w) in pixels resized to ``size`` (H,W), its vectors scaled with it."""
-    out = resize(flow, size).clone()
-    out[:, 0] *= size[1] / flow.shape[-1]
-    out[:, 1] *= size[0] / flow.shape[-2]
-    return out
 
 
 def split(video: Path, outputs: list[Path], end: int, dis_preset: str, flow_scale: float = 1.0,
@@ -79,8 +71,8 @@ def split(video: Path, outputs: list[Path], end: int, dis_preset: str, flow_scal
             count = float(keep.sum())
             # The chain's mask of frame t+1 (its flows to frame t), as a warm frame builds it.
             fa, fb = flow_inputs[t], flow_inputs[t + 1]
-            forward = scaled_flow(chain_flow(fa, fb), (h, w))
-            backward = scaled_flow(chain_flow(fb, fa), (h, w))
+            forward = resize_flow(chain_flow(fa, fb), (h, w))
+            backward = resize_flow(chain_flow(fb, fa), (h, w))
             mask, _ = warm_masks(a, b, backward, forward, "gaussian", checked=True)
             if neighbours:
                 _, mask = neighbour_flow(backward, mask, a, b)
