@@ -82,7 +82,10 @@ def measure(video: Path, opts: argparse.Namespace, extractor: Any) -> dict[str, 
         stats = json.loads(path.with_suffix(".json").read_text())
         pairs = [distances(o, c, bank, extractor) for o, c in
                  zip(video_frames(path), video_frames(video, end=opts.frames))]
+        # Precision "auto" resolves per machine (bfloat16 VGG where the CPU has it), and the
+        # optimisation's trajectory with it: keep what ran next to the figures.
         runs[name] = {"seconds": stats["summary"]["seconds"],
+                      "precision": stats["summary"].get("precision"),
                       "style_distance": statistics.mean(p[0] for p in pairs),
                       "content_distance": statistics.mean(p[1] for p in pairs),
                       "frames": len(pairs)}
