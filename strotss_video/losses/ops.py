@@ -30,10 +30,9 @@ def symmetric_product(x: torch.Tensor, rows: bool) -> torch.Tensor:
     step is bound by kernel launches, one product."""
     size = x.shape[0] if rows else x.shape[1]
     blocks = _blocks(size)
-    if x.is_cuda:
-        return torch.mm(x, x.t()) if rows else torch.mm(x.t(), x)
-    if len(blocks) == 1:
-        return _mirror_upper(torch.mm(x, x.t()) if rows else torch.mm(x.t(), x))
+    if x.is_cuda or len(blocks) == 1:
+        full = torch.mm(x, x.t()) if rows else torch.mm(x.t(), x)
+        return full if x.is_cuda else _mirror_upper(full)
     out = x.new_empty(size, size)
 
     def part(a: int, b: int) -> torch.Tensor:
