@@ -8,6 +8,7 @@ import cv2
 import pytest
 import torch
 
+from conftest import pattern_image
 from strotss_video.config import StrotssConfig
 from strotss_video.io.image import read_image
 from strotss_video.pipeline.image import stylize_image
@@ -221,25 +222,58 @@ def test_scales_too_small_for_vgg_are_refused_up_front() -> None:
         check_scale_sizes(20, 64, plan)  # 10x32 at the first scale
 
 
+@torch.no_grad()
+def _measured_terms(output: torch.Tensor, content: torch.Tensor, bank: StyleBank,
+                    extractor: torch.nn.Module, draws: int = 4, points: int = 512
+                    ) -> tuple[float, float]:
+    """(style, content) terms of ``output`` (1,3,h,w), the mean of ``draws`` fixed draws of
+    ``points`` pixels, measured by ``extractor``: one measurement for results of two runs."""
+    from strotss_video.features.sampling import random_pixels, read_bilinear
+    from strotss_video.losses import strotss_loss
+    from strotss_video.losses.content import self_similarity
+    from strotss_video.losses.ops import unit_rows
+
+    h, w = output.shape[-2:]
+    maps, cmaps = extractor(output), extractor(content)
+    targets = bank.targets(max(h, w))
+    style, cont = 0.0, 0.0
+    for draw in range(draws):
+        at = random_pixels(h, w, points, torch.Generator().manual_seed(100 + draw))
+        feats = read_bilinear(maps, extractor.strides, at)
+        similarity = self_similarity(unit_rows(read_bilinear(cmaps, extractor.strides, at)))
+        terms = strotss_loss(feats, similarity, targets, alpha=1.0)
+        style, cont = style + float(terms.style) / draws, cont + float(terms.content) / draws
+    return style, cont
+
+
 @pytest.mark.weights
 def test_mixed_precision_extractor_keeps_maps_float32_and_losses_close() -> None:
-    """bfloat16 VGG (runtime.precision=mixed) returns float32 maps and changes the optimised
-    losses only slightly; the model is restored to float32 afterwards."""
+    """bfloat16 VGG (runtime.precision=mixed) returns float32 maps within ~1% of float32's and
+    changes the optimised result's losses only slightly; the model is restored to float32.
+
+    The results of both runs are measured alike (float32 VGG, 4 draws of 512 points): the last
+    step's own loss terms are one draw of 128 points, each measured by its own model, and on an
+    AVX2-only CPU their content term moved 8.7% between the two trajectories while the same
+    measurement of both images differed by under 3%."""
     from strotss_video.config import RuntimeConfig
     from strotss_video.pipeline.runtime import extractor_for
 
     cfg = StrotssConfig(max_size=64, scales=1, iters=15, output_points=128, style_points=256)
-    g = torch.Generator().manual_seed(3)
-    content, style = torch.rand(1, 3, 48, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g)
-    results = {}
+    content, style = (torch.from_numpy(pattern_image(h, 64, seed)).permute(2, 0, 1)[None] / 255.0
+                      for h, seed in ((48, 1), (64, 2)))
+    results, maps = {}, {}
     for precision in ("float32", "mixed"):
         model, _ = extractor_for(RuntimeConfig(precision=precision), torch.device("cpu"), None,
                                  False)
-        maps = model(content)
-        assert all(m.dtype == torch.float32 for m in maps)
+        maps[precision] = model(content)
+        assert all(m.dtype == torch.float32 for m in maps[precision])
         bank = StyleBank(model, style, cfg, seed=1)
-        results[precision] = stylize(content, bank, model, cfg, seed=2, progress=False)
-    extractor_for(RuntimeConfig(), torch.device("cpu"), None, False)
-    f32, mixed = (results[p].scales[-1].losses for p in ("float32", "mixed"))
-    for term in ("total", "style", "content"):
-        assert mixed[term] == pytest.approx(f32[term], rel=0.05), term
+        results[precision] = stylize(content, bank, model, cfg, seed=2, progress=False).image
+    model, _ = extractor_for(RuntimeConfig(), torch.device("cpu"), None, False)
+    assert model.autocast is None
+    for f32, mixed in zip(maps["float32"], maps["mixed"]):
+        assert float((mixed - f32).norm() / f32.norm()) < 0.02
+    bank = StyleBank(model, style, cfg, seed=1)
+    f32, mixed = (_measured_terms(results[p], content, bank, model) for p in ("float32", "mixed"))
+    for name, a, b in zip(("style", "content"), mixed, f32):
+        assert a == pytest.approx(b, rel=0.05), name
