@@ -261,11 +261,16 @@ def _resolve(args: argparse.Namespace, positionals: tuple[str, ...], usage: str)
 
 
 def _run_video(args: argparse.Namespace) -> int:
-    from .pipeline.video import stylize_video
+    from .pipeline.spec import preflight_video
 
     config = _resolve(args, ("input", "style", "output"), f"{PROG} INPUT STYLE OUTPUT")
     if config is None:
         return 0
+    # Bad inputs fail here, before the seconds it takes to import torch.
+    preflight_video(args.input, args.style, args.output, config, start=args.start, end=args.end,
+                    overwrite=args.overwrite, stats=args.stats, preview_sheet=args.preview_sheet)
+    from .pipeline.video import stylize_video
+
     result = stylize_video(args.input, args.style, args.output, config=config, start=args.start,
                            end=args.end, overwrite=args.overwrite, progress=not args.quiet,
                            stats=args.stats, preview_sheet=args.preview_sheet,
@@ -283,7 +288,7 @@ def _run_shots(args: argparse.Namespace) -> int:
     import json
 
     from .io.timeline import scan_timeline
-    from .pipeline.job import parse_bound
+    from .pipeline.spec import parse_bound
     from .shots import find_shots, format_shot_table
 
     if args.input is None:
@@ -300,10 +305,13 @@ def _run_shots(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from .pipeline.batch import run_batch
+    from .pipeline.manifest import load_manifest
 
     if args.manifest is None:
         raise UsageError(f"missing MANIFEST; usage: {PROG} batch MANIFEST.yaml")
+    load_manifest(args.manifest, preset=args.preset, config_file=args.config)  # before torch
+    from .pipeline.batch import run_batch
+
     result = run_batch(args.manifest, workers=args.workers or 1,
                        executor=args.executor or "local", address=args.address,
                        work_dir=args.work_dir, fresh=args.fresh, keep_work=args.keep_work,
@@ -317,11 +325,16 @@ def _run_batch(args: argparse.Namespace) -> int:
 
 
 def _run_image(args: argparse.Namespace) -> int:
-    from .pipeline.image import stylize_image
+    from .pipeline.spec import preflight_image
 
     config = _resolve(args, ("content", "style", "output"), f"{PROG} image CONTENT STYLE OUTPUT")
     if config is None:
         return 0
+    preflight_image(args.content, args.style, args.output,
+                    guide=tuple(args.guide) if args.guide else None, overwrite=args.overwrite,
+                    stats=args.stats)  # before torch is imported
+    from .pipeline.image import stylize_image
+
     result = stylize_image(args.content, args.style, args.output, config=config,
                            guide=tuple(args.guide) if args.guide else None,
                            overwrite=args.overwrite, progress=not args.quiet, stats=args.stats)

@@ -322,3 +322,32 @@ def test_installed_console_script_runs() -> None:
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("strotss-video ")
+
+
+def test_bad_inputs_are_refused_before_torch_is_imported(tmp_path: Path) -> None:
+    """Missing or unreadable files, unwritable outputs and bad manifests are reported without
+    importing torch (seconds on a small machine), by the same checks the pipeline runs."""
+    save_rgb(tmp_path / "style.png", pattern_image(32, 32, seed=2))
+    (tmp_path / "notes.png").write_text("not an image\n")
+    (tmp_path / "m.yaml").write_text("jobs: [{input: nope.mp4, style: style.png, output: o.mp4}]\n")
+    cases = [
+        ["nope.mp4", "style.png", "out.mp4"],  # the video command
+        ["notes.png", "style.png", "out.mp4"],  # a text file as the video
+        ["image", "notes.png", "style.png", "out.png"],
+        ["image", "style.png", "style.png", "no/such/dir/out.png"],
+        ["batch", "m.yaml"],
+    ]
+    code = ("import sys\nfrom strotss_video.cli import main\n"
+            f"for argv in {cases!r}:\n"
+            "    assert main(argv) == 2, argv\n"
+            "    assert 'torch' not in sys.modules, argv\n"
+            "print('ok')\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+    errors = proc.stderr.splitlines()
+    assert len(errors) == len(cases) and all(e.startswith(PREFIX) for e in errors), errors
+    assert "nope.mp4 does not exist" in errors[0] and "notes.png" in errors[1]
+    assert "content image" in errors[2] and "does not exist" in errors[3]
+    assert "m.yaml: job 0 (nope.mp4).input" in errors[4]

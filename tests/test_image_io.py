@@ -19,7 +19,8 @@ from clitools import run_cli
 from conftest import pattern_image, save_rgb
 from strotss_video.errors import InputError, OutputError
 from strotss_video.io import image as image_io
-from strotss_video.io.image import WRITABLE_EXTENSIONS, read_image, write_image
+from strotss_video.io.image import read_image, write_image
+from strotss_video.io.paths import WRITABLE_EXTENSIONS
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 24, 32

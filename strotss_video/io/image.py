@@ -12,42 +12,15 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import InputError, OutputError
+from ..errors import OutputError
 from ..files import atomic_write_bytes
-from .paths import existing_file
+from .decode import decode_rgb
 
-# OpenCV prints its own warnings (e.g. for a truncated PNG) to stderr; our errors say it better.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-
-WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-
-def _to_unit_float(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
-    return np.clip(array.astype(np.float32), 0.0, 1.0)
 
 
 def read_image(path: str | os.PathLike[str], what: str = "image") -> torch.Tensor:
     """Decode ``path`` -> float32 RGB (1,3,H,W) in [0,1]; ``what`` names it in errors."""
-    p = existing_file(path, what, "an image file")
-    try:
-        buffer = np.fromfile(p, dtype=np.uint8)
-    except OSError as exc:
-        raise InputError(f"cannot read {what} {p}: {exc.strerror}") from None
-    # IMREAD_COLOR applies EXIF orientation and converts grey/palette/CMYK to 3 channels.
-    color = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if buffer.size else None
-    if color is None:
-        raise InputError(f"{what} {p} is not an image OpenCV can decode; pass a PNG, JPEG, TIFF "
-                         "or WebP file")
-    rgb = _to_unit_float(color[..., ::-1])
-    raw = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-    if raw is not None and raw.ndim == 3 and raw.shape[2] == 4 and raw.shape[:2] == rgb.shape[:2]:
-        alpha = _to_unit_float(raw[..., 3:4])
-        rgb = rgb * alpha + (1.0 - alpha)  # transparent areas become white, not garbage RGB
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].contiguous()
+    return torch.from_numpy(decode_rgb(path, what)).permute(2, 0, 1)[None].contiguous()
 
 
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:

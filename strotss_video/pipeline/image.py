@@ -15,14 +15,12 @@ from ..config import Config, apply_overrides, build_config, flag_overrides
 from ..errors import InputError
 from ..features.vgg import FeatureExtractor
 from ..files import atomic_write_bytes
-from ..io.image import WRITABLE_EXTENSIONS, read_image, write_image
+from ..io.image import read_image, write_image
 from ..stylize.guidance import Guidance, build_guidance
 from ..stylize.optimize import (MIN_SCALE_SIDE, StyleBank, StylizeResult, check_scale_sizes,
                                 default_plan, stylize)
-from .runtime import check_output_path, extractor_for, resolve_device
-
-MIN_IMAGE_SIDE = 16
-"""Smallest accepted image side: VGG's deepest layer read needs a few pixels to exist."""
+from .runtime import extractor_for, resolve_device
+from .spec import check_image_outputs, check_image_size
 
 ImageLike = str | os.PathLike[str] | torch.Tensor
 
@@ -39,10 +37,7 @@ def _load(image: ImageLike, what: str) -> torch.Tensor:
     tensor = image if isinstance(image, torch.Tensor) else read_image(image, what)
     if tensor.ndim != 4 or tensor.shape[:2] != (1, 3):
         raise InputError(f"{what} tensor must be (1,3,H,W), got {tuple(tensor.shape)}")
-    if min(tensor.shape[-2:]) < MIN_IMAGE_SIDE:
-        h, w = tensor.shape[-2:]
-        raise InputError(f"{what} is {w}x{h}; images must be at least {MIN_IMAGE_SIDE} px on each "
-                         "side")
+    check_image_size(tensor.shape[-2], tensor.shape[-1], what)
     return tensor.float()
 
 
@@ -88,11 +83,7 @@ def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLik
     out_path = Path(output) if output is not None else None
     stats_path = Path(stats) if stats is not None else None
     inputs = [Path(p) for p in (content, style, *(guide or ())) if not isinstance(p, torch.Tensor)]
-    if out_path is not None:
-        check_output_path(out_path, inputs, overwrite, WRITABLE_EXTENSIONS)
-    if stats_path is not None:  # a log: replaced freely, but checked before hours of work
-        check_output_path(stats_path, inputs + ([out_path] if out_path else []), True, (".json",),
-                          what="stats file")
+    check_image_outputs(inputs, out_path, overwrite, stats_path)
     content_t = _load(content, "content image")
     style_t = _load(style, "style image")
     check_scale_sizes(content_t.shape[-2], content_t.shape[-1], default_plan(config.strotss),

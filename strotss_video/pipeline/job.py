@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from ..flow import make_flow
 from ..flow.base import FlowEstimator
 from ..io.image import write_contact_sheet
 from ..io.timeline import scan_timeline
-from ..io.video import VideoInfo, VideoWriter, check_encoder, parse_time, probe, read_frames
+from ..io.video import VideoInfo, VideoWriter, check_encoder, probe, read_frames
 from ..shots import Shot, find_shots
 from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, check_scale_sizes, default_plan
 from ..tensorops import resize
@@ -33,36 +33,10 @@ from .chain import (FrameRecord, Flows, VideoStylizer, flows_ahead, processing_s
 from .image import _load
 from .overlap import Committer, Prefetch
 from .runtime import extractor_for, resolve_device
+from .spec import JobSpec, check_range
 from .workdir import LAYOUT_VERSION, WorkDir, digest, file_digest, job_dir_name
 
 SHEET_FRAMES = 6
-Bound = int | Fraction | None
-
-
-def parse_bound(value: str | int | Fraction | None, what: str) -> Bound:
-    """A range bound from the CLI's text (frame index, seconds, timecode) or a value."""
-    if value is None or isinstance(value, Fraction):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise InputError(f"--{what} must not be negative (got {value})")
-        return value
-    return parse_time(str(value))
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """One video to stylise: what the CLI's video command or a manifest entry asks for."""
-
-    input: Path
-    style: Path | torch.Tensor
-    output: Path | None
-    config: Config
-    start: Bound = None
-    end: Bound = None
-    shot_styles: Mapping[int, Path] = field(default_factory=dict)
-    """Per-shot style overrides: shot index -> style image."""
-    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,9 +108,7 @@ def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: b
     """Validate the job, open its work directory and fix its shots (detected once, stored)."""
     info = probe(spec.input)
     first, last = spec.start, spec.end
-    lower = first if first is not None else type(last)(0) if last is not None else None
-    if last is not None and type(lower) is type(last) and last <= lower:
-        raise InputError(f"--end ({last}) must be after --start ({first or 0}); nothing to stylise")
+    check_range(first, last)
     for style in [spec.style, *spec.shot_styles.values()]:
         _load(style, "style image")  # validated before any work
     if spec.output is not None:

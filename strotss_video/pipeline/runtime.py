@@ -1,16 +1,13 @@
-"""Shared run-time plumbing: device choice, the extractor (built once per process), paths."""
+"""Shared run-time plumbing: device choice and the extractor (built once per process)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from ..config import RuntimeConfig
-from ..errors import OutputError, UsageError
+from ..errors import UsageError
 from ..features.vgg import FeatureExtractor, build_vgg_hypercolumns
 from ..features.weights import resolve_vgg16_weights
 
@@ -80,29 +77,3 @@ def extractor_for(runtime: RuntimeConfig, device: torch.device,
     loaded = load_extractor(runtime, device, progress=progress)
     loaded.model.autocast = torch.bfloat16 if mixed else None  # type: ignore[attr-defined]
     return loaded.model, loaded.weights_source
-
-
-def check_output_path(output: Path, inputs: list[Path], overwrite: bool,
-                      extensions: tuple[str, ...], what: str = "output") -> None:
-    """Refuse, before any work, an output that cannot or must not be written."""
-    if output.suffix.lower() not in extensions:
-        raise OutputError(f"{what} {output} has an unsupported extension; use one of "
-                          f"{', '.join(extensions)}")
-    resolved = output.resolve()
-    for path in inputs:
-        if path.exists() and resolved == path.resolve():
-            raise OutputError(f"{what} {output} is also an input; choose another path")
-    if output.is_dir():
-        raise OutputError(f"{what} {output} is a directory; give a file name")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{what} {output} exists; pass --overwrite to replace it")
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{what} directory {parent} does not exist; create it first")
-    try:  # os.access says yes to root even on read-only mounts: really try.
-        fd, probe = tempfile.mkstemp(prefix=".strotss-probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {parent}: {exc.strerror}; choose a writable "
-                          "output directory") from None

@@ -28,12 +28,11 @@ from ..stylize.optimize import MIN_SCALE_SIDE
 from .chain import FrameRecord, VideoStylizer, processing_size, to_tensor, to_uint8
 from .executors import run_tasks, start_progress
 from .image import ImageLike
-from .job import (SHEET_FRAMES, JobPlan, JobSpec, assemble, finish_job, job_records, parse_bound,
-                  plan_job)
-from .runtime import check_output_path, resolve_device, resolve_precision
+from .job import SHEET_FRAMES, JobPlan, assemble, finish_job, job_records, plan_job
+from .runtime import resolve_device, resolve_precision
+from .spec import JobSpec, check_video_outputs, parse_bound
 from .workdir import default_work_root
-
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov")
+from ..io.paths import VIDEO_EXTENSIONS
 
 __all__ = ["FrameRecord", "SHEET_FRAMES", "VideoResult", "VideoStylizer", "processing_size",
            "stylize_video", "to_tensor", "to_uint8", "VIDEO_EXTENSIONS"]
@@ -109,13 +108,8 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     in_path = Path(input)
     out_path = Path(output) if output is not None else None
     inputs = [in_path] + ([Path(style)] if not isinstance(style, torch.Tensor) else [])
-    if out_path is not None:
-        check_output_path(out_path, inputs, overwrite, VIDEO_EXTENSIONS)
-    for extra, exts, what in ((stats, (".json",), "stats file"),
-                              (preview_sheet, (".png", ".jpg"), "preview sheet")):
-        if extra is not None:
-            check_output_path(Path(extra), inputs + ([out_path] if out_path else []), True, exts,
-                              what=what)
+    check_video_outputs(inputs, out_path, overwrite, Path(stats) if stats is not None else None,
+                        Path(preview_sheet) if preview_sheet is not None else None)
     spec = JobSpec(input=in_path, style=style if isinstance(style, torch.Tensor) else Path(style),
                    output=out_path, config=config, start=parse_bound(start, "start"),
                    end=parse_bound(end, "end"), name=in_path.name)

@@ -1,0 +1,130 @@
+"""What a job asks for, and the checks that need no torch.
+
+The CLI runs :func:`preflight_video` / :func:`preflight_image` before it imports the pipeline,
+so a missing file, an unreadable style image or an unwritable output is reported in a fraction
+of a second instead of after the seconds torch takes to import. The pipeline calls the same
+checks (``check_*``), so the library and the CLI refuse the same things with the same words."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from ..config import Config
+from ..errors import InputError
+from ..io.decode import decode_rgb
+from ..io.paths import VIDEO_EXTENSIONS, WRITABLE_EXTENSIONS, check_output_path
+from ..io.video import check_encoder, parse_time, probe
+
+if TYPE_CHECKING:
+    import torch
+
+Bound = int | Fraction | None
+MIN_IMAGE_SIDE = 16
+"""Smallest accepted image side: VGG's deepest layer read needs a few pixels to exist."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One video to stylise: what the CLI's video command or a manifest entry asks for."""
+
+    input: Path
+    style: Path | torch.Tensor
+    output: Path | None
+    config: Config
+    start: Bound = None
+    end: Bound = None
+    shot_styles: Mapping[int, Path] = field(default_factory=dict)
+    """Per-shot style overrides: shot index -> style image."""
+    name: str = ""
+
+
+def parse_bound(value: str | int | Fraction | None, what: str) -> Bound:
+    """A range bound from the CLI's text (frame index, seconds, timecode) or a value."""
+    if value is None or isinstance(value, Fraction):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise InputError(f"--{what} must not be negative (got {value})")
+        return value
+    return parse_time(str(value))
+
+
+def check_range(first: Bound, last: Bound) -> None:
+    """Refuse an end at or before the start (both frame indices or both times)."""
+    lower = first if first is not None else type(last)(0) if last is not None else None
+    if last is not None and type(lower) is type(last) and last <= lower:
+        raise InputError(f"--end ({last}) must be after --start ({first or 0}); nothing to stylise")
+
+
+def check_image_size(height: int, width: int, what: str) -> None:
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise InputError(f"{what} is {width}x{height}; images must be at least {MIN_IMAGE_SIDE} px "
+                         "on each side")
+
+
+def check_image_file(path: str | os.PathLike[str], what: str) -> tuple[int, int]:
+    """Decode ``path`` and check its size; returns (height, width)."""
+    h, w = decode_rgb(path, what).shape[:2]
+    check_image_size(h, w, what)
+    return h, w
+
+
+def check_video_outputs(inputs: list[Path], output: Path | None, overwrite: bool,
+                        stats: Path | None, preview_sheet: Path | None) -> None:
+    """The video command's output, stats file and preview sheet, before any work."""
+    if output is not None:
+        check_output_path(output, inputs, overwrite, VIDEO_EXTENSIONS)
+    for extra, exts, what in ((stats, (".json",), "stats file"),
+                              (preview_sheet, (".png", ".jpg"), "preview sheet")):
+        if extra is not None:
+            check_output_path(extra, inputs + ([output] if output else []), True, exts, what=what)
+
+
+def check_image_outputs(inputs: list[Path], output: Path | None, overwrite: bool,
+                        stats: Path | None) -> None:
+    """The image command's output and stats file (a log: replaced freely, but checked before
+    hours of work)."""
+    if output is not None:
+        check_output_path(output, inputs, overwrite, WRITABLE_EXTENSIONS)
+    if stats is not None:
+        check_output_path(stats, inputs + ([output] if output else []), True, (".json",),
+                          what="stats file")
+
+
+def preflight_video(input: str | os.PathLike[str], style: str | os.PathLike[str],
+                    output: str | os.PathLike[str], config: Config, *,
+                    start: str | None = None, end: str | None = None, overwrite: bool = False,
+                    stats: str | os.PathLike[str] | None = None,
+                    preview_sheet: str | os.PathLike[str] | None = None) -> None:
+    """The video command's torch-free checks, in the pipeline's order: outputs, range, the
+    input's container and stream, the style image, the encoder."""
+    in_path, style_path = Path(input), Path(style)
+    check_video_outputs([in_path, style_path], Path(output), overwrite,
+                        Path(stats) if stats is not None else None,
+                        Path(preview_sheet) if preview_sheet is not None else None)
+    first, last = parse_bound(start, "start"), parse_bound(end, "end")
+    probe(in_path)
+    check_range(first, last)
+    check_image_file(style_path, "style image")
+    check_encoder(config.video.codec)
+
+
+def preflight_image(content: str | os.PathLike[str], style: str | os.PathLike[str],
+                    output: str | os.PathLike[str], *,
+                    guide: tuple[str, str] | None = None, overwrite: bool = False,
+                    stats: str | os.PathLike[str] | None = None) -> None:
+    """The image command's torch-free checks: outputs, then each image decodes and is large
+    enough, and each mask matches its image's size."""
+    inputs = [Path(p) for p in (content, style, *(guide or ()))]
+    check_image_outputs(inputs, Path(output), overwrite, Path(stats) if stats else None)
+    sizes = [check_image_file(p, what) for p, what in zip(inputs, ("content image", "style image",
+                                                                    "content mask", "style mask"))]
+    for mask, image, what in ((2, 0, "content mask"), (3, 1, "style mask")):
+        if len(sizes) > mask and sizes[mask] != sizes[image]:
+            raise InputError(f"{what} is {sizes[mask][1]}x{sizes[mask][0]} but its image is "
+                             f"{sizes[image][1]}x{sizes[image][0]}; masks must match their image "
+                             "size")
