@@ -134,7 +134,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Path:
 
 def pair_manifest(root: Path, name: str) -> Path:
     """A manifest of the pair writing to ``root/out-NAME/``."""
-    defaults = {"preset": "test", "max_size": 64, "iters": 8, "warm_iters": 3, "min_shot_frames": 5,
+    defaults = {"preset": "test", "max_size": 64, "iters": 4, "warm_iters": 2, "min_shot_frames": 5,
                 "threads": 1, "crf": 0, "encoder_preset": "ultrafast"}
     out = f"out-{name}"
     (root / out).mkdir(exist_ok=True)
@@ -190,7 +190,7 @@ def test_manifest_paths_relative_and_options(pair: Path) -> None:
     specs = load_manifest(pair_manifest(pair, "parse"))
     assert [s.input for s in specs] == [pair / "a.mp4", pair / "b.mp4"]
     assert specs[1].shot_styles == {1: pair / "style2.png"}
-    assert specs[0].config.temporal.warm_iters == 3 and specs[0].config.strotss.scales == 2
+    assert specs[0].config.temporal.warm_iters == 2 and specs[0].config.strotss.scales == 2
     assert specs[0].config.shots.min_shot_frames == 5 and specs[0].config.runtime.threads == 1
 
 
