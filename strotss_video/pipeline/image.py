@@ -20,7 +20,7 @@ from ..stylize.guidance import Guidance, build_guidance
 from ..stylize.optimize import (MIN_SCALE_SIDE, StyleBank, StylizeResult, check_scale_sizes,
                                 default_plan, stylize)
 from .runtime import extractor_for, resolve_device
-from .spec import check_image_outputs, check_image_size
+from .spec import check_image_outputs, check_image_size, check_mask_size
 
 ImageLike = str | os.PathLike[str] | torch.Tensor
 
@@ -42,9 +42,7 @@ def _load(image: ImageLike, what: str) -> torch.Tensor:
 
 
 def _check_mask(mask: torch.Tensor, image: torch.Tensor, what: str) -> None:
-    if mask.shape[-2:] != image.shape[-2:]:
-        raise InputError(f"{what} is {mask.shape[-1]}x{mask.shape[-2]} but its image is "
-                         f"{image.shape[-1]}x{image.shape[-2]}; masks must match their image size")
+    check_mask_size(tuple(mask.shape[-2:]), tuple(image.shape[-2:]), what)
 
 
 def result_stats(result: StylizeResult, weights_source: str, device: torch.device,

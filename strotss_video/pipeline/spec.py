@@ -66,6 +66,13 @@ def check_image_size(height: int, width: int, what: str) -> None:
                          "on each side")
 
 
+def check_mask_size(mask: tuple[int, int], image: tuple[int, int], what: str) -> None:
+    """Refuse a mask whose (height, width) differs from its image's."""
+    if mask != image:
+        raise InputError(f"{what} is {mask[1]}x{mask[0]} but its image is {image[1]}x{image[0]}; "
+                         "masks must match their image size")
+
+
 def check_image_file(path: str | os.PathLike[str], what: str) -> tuple[int, int]:
     """Decode ``path`` and check its size; returns (height, width)."""
     h, w = decode_rgb(path, what).shape[:2]
@@ -124,7 +131,5 @@ def preflight_image(content: str | os.PathLike[str], style: str | os.PathLike[st
     sizes = [check_image_file(p, what) for p, what in zip(inputs, ("content image", "style image",
                                                                     "content mask", "style mask"))]
     for mask, image, what in ((2, 0, "content mask"), (3, 1, "style mask")):
-        if len(sizes) > mask and sizes[mask] != sizes[image]:
-            raise InputError(f"{what} is {sizes[mask][1]}x{sizes[mask][0]} but its image is "
-                             f"{sizes[image][1]}x{sizes[image][0]}; masks must match their image "
-                             "size")
+        if len(sizes) > mask:
+            check_mask_size(sizes[mask], sizes[image], what)
