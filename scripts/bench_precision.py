@@ -6,7 +6,9 @@ The extractor as the pipeline builds it (`--precision float32` and `mixed`, thro
 ``pipeline.runtime.extractor_for``), run to relu5_3 on one random image and back to the image,
 in alternating rounds so that a change of machine speed hits both alike. On a CPU without native
 bfloat16 (no AVX-512 BF16, no AMX) `mixed` is emulated: this shows what `--precision auto`
-avoids by resolving to float32 there.
+avoids by resolving to float32 there. `mixed_autocast` is the float32 body run under
+``torch.autocast`` (how `mixed` ran before session 12: the same maps bit for bit, but every
+weight cast to bfloat16 at every forward).
 
     python scripts/bench_precision.py --size 256 144 --rounds 2 --repeats 4
 """
@@ -26,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from strotss_video.config import RuntimeConfig  # noqa: E402
+from strotss_video.features.vgg import forward_under_autocast  # noqa: E402
 from strotss_video.pipeline.runtime import extractor_for, resolve_precision  # noqa: E402
 
 
@@ -41,6 +44,17 @@ def _time_step(model: torch.nn.Module, image: torch.Tensor, repeats: int) -> flo
     return statistics.median(times[1:])
 
 
+class _Autocast(torch.nn.Module):
+    """The extractor's float32 body under bfloat16 autocast, maps returned as float32."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        return forward_under_autocast(self.model, image)  # type: ignore[arg-type]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs=2, default=(256, 144), metavar=("W", "H"))
@@ -50,12 +64,15 @@ def main() -> None:
     device = torch.device("cpu")
     width, height = opts.size
     image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-    seconds: dict[str, list[float]] = {"float32": [], "mixed": []}
+    seconds: dict[str, list[float]] = {"float32": [], "mixed": [], "mixed_autocast": []}
     for _ in range(opts.rounds):
-        for precision in seconds:
+        for variant in seconds:
+            precision = "float32" if variant == "mixed_autocast" else variant
             model, _ = extractor_for(RuntimeConfig(precision=precision), device, None, False)
-            seconds[precision].append(_time_step(model, image, opts.repeats))
-    f32, mixed = (statistics.median(seconds[p]) for p in ("float32", "mixed"))
+            run = _Autocast(model) if variant == "mixed_autocast" else model
+            seconds[variant].append(_time_step(run, image, opts.repeats))
+    f32, mixed, autocast = (statistics.median(seconds[p])
+                            for p in ("float32", "mixed", "mixed_autocast"))
     print(json.dumps({
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -64,7 +81,9 @@ def main() -> None:
         "seconds_per_round": {k: [round(v, 4) for v in vs] for k, vs in seconds.items()},
         "float32_s": round(f32, 4),
         "mixed_s": round(mixed, 4),
+        "mixed_autocast_s": round(autocast, 4),
         "mixed_over_float32": round(mixed / f32, 3),
+        "mixed_over_mixed_autocast": round(mixed / autocast, 3),
     }, indent=2))
 
 

@@ -87,7 +87,7 @@ class RuntimeConfig:
     vgg_weights: str | None = None
     """Explicit VGG16 state-dict file; else the resolver's sources in order."""
     precision: str = "auto"
-    """float32; mixed: VGG16 in bfloat16 autocast (maps returned as float32) and, on CUDA, TF32
+    """float32; mixed: VGG16 in bfloat16 (maps returned as float32) and, on CUDA, TF32
     matrix products, while distances, REMD and covariances are float32 tensors; auto: mixed on
     CUDA and on CPUs with native bfloat16 (AMX or AVX512-BF16), float32 elsewhere."""
     cuda_graphs: str = "on"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import pytest
@@ -254,13 +255,17 @@ def test_mixed_precision_extractor_keeps_maps_float32_and_losses_close() -> None
     The results of both runs are measured alike (float32 VGG, 4 draws of 512 points): the last
     step's own loss terms are one draw of 128 points, each measured by its own model, and on an
     AVX2-only CPU their content term moved 8.7% between the two trajectories while the same
-    measurement of both images differed by under 3%."""
+    measurement of both images differed by under 3%. Each term is compared as a mean over three
+    seeds of 512-point runs: one trajectory is too chaotic for a 5% bound (on a CPU with native
+    bfloat16, seed 2 of 128-point runs ended 10% apart in content, while float32 alone spread
+    0.048-0.062 over eight seeds and the mixed / float32 ratio had median 0.99)."""
     from strotss_video.config import RuntimeConfig
     from strotss_video.pipeline.runtime import extractor_for
 
-    cfg = StrotssConfig(max_size=64, scales=1, iters=15, output_points=128, style_points=256)
+    cfg = StrotssConfig(max_size=64, scales=1, iters=15, output_points=512, style_points=1024)
     content, style = (torch.from_numpy(pattern_image(h, 64, seed)).permute(2, 0, 1)[None] / 255.0
                       for h, seed in ((48, 1), (64, 2)))
+    seeds = (0, 1, 2)
     results, maps = {}, {}
     for precision in ("float32", "mixed"):
         model, _ = extractor_for(RuntimeConfig(precision=precision), torch.device("cpu"), None,
@@ -268,12 +273,51 @@ def test_mixed_precision_extractor_keeps_maps_float32_and_losses_close() -> None
         maps[precision] = model(content)
         assert all(m.dtype == torch.float32 for m in maps[precision])
         bank = StyleBank(model, style, cfg, seed=1)
-        results[precision] = stylize(content, bank, model, cfg, seed=2, progress=False).image
-    model, _ = extractor_for(RuntimeConfig(), torch.device("cpu"), None, False)
+        results[precision] = [stylize(content, bank, model, cfg, seed=s, progress=False).image
+                              for s in seeds]
+    # Explicit float32: "auto" resolves to mixed on CPUs with native bfloat16.
+    model, _ = extractor_for(RuntimeConfig(precision="float32"), torch.device("cpu"), None, False)
     assert model.autocast is None
     for f32, mixed in zip(maps["float32"], maps["mixed"]):
         assert float((mixed - f32).norm() / f32.norm()) < 0.02
     bank = StyleBank(model, style, cfg, seed=1)
-    f32, mixed = (_measured_terms(results[p], content, bank, model) for p in ("float32", "mixed"))
-    for name, a, b in zip(("style", "content"), mixed, f32):
-        assert a == pytest.approx(b, rel=0.05), name
+    f32, mixed = ([_measured_terms(image, content, bank, model) for image in results[p]]
+                  for p in ("float32", "mixed"))
+    for k, name in enumerate(("style", "content")):
+        mean_mixed = sum(t[k] for t in mixed) / len(seeds)
+        mean_f32 = sum(t[k] for t in f32) / len(seeds)
+        assert mean_mixed == pytest.approx(mean_f32, rel=0.05), name
+
+
+def test_low_precision_extractor_matches_autocast_bit_for_bit() -> None:
+    """``autocast = bfloat16`` runs a bfloat16 copy of the body (made once) instead of casting
+    every weight at every forward: the maps and the image gradient are exactly what autocast
+    over the float32 body gives, and switching back to float32 uses the float32 body."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from strotss_video.features.vgg import VGGHypercolumns, forward_under_autocast
+
+    torch.manual_seed(0)
+    model = VGGHypercolumns(make_layers(cfgs["D"], batch_norm=False)).to(
+        memory_format=torch.channels_last)
+    image = torch.rand(1, 3, 40, 56)
+
+    def maps_and_grad(run: Callable[[torch.Tensor], list[torch.Tensor]]
+                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        x = image.clone().requires_grad_(True)
+        maps = run(x)
+        torch.autograd.backward(maps[1:], [torch.cos(torch.arange(m.numel()).view_as(m) * 0.1)
+                                           for m in maps[1:]])
+        return [m.detach() for m in maps], x.grad
+
+    ref_maps, ref_grad = maps_and_grad(lambda x: forward_under_autocast(model, x))
+    model.autocast = torch.bfloat16
+    low_maps, low_grad = maps_and_grad(model)
+    assert all(m.dtype == torch.float32 for m in low_maps)
+    for a, b in zip(low_maps, ref_maps):
+        assert torch.equal(a, b)
+    assert torch.equal(low_grad, ref_grad)
+    assert len(model._low) == 1 and next(model.parameters()).dtype == torch.float32
+    model.autocast = None
+    f32_maps, _ = maps_and_grad(model)
+    assert not all(torch.equal(a, b) for a, b in zip(f32_maps[1:], low_maps[1:]))
