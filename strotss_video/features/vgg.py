@@ -70,22 +70,27 @@ class VGGHypercolumns(nn.Module):
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         """image (1,3,H,W) in [0,1] -> [image, relu maps...]."""
+        x = self._normalised(image)
+        if self.autocast is None:
+            return [image] + self._walk(self.body, x)
+        # What autocast would compute (bit for bit: the same casts of input, weights and
+        # biases, the same kernels), without casting every weight at every forward: ~10%
+        # of a bfloat16 forward+backward at 256x144 on an AMX CPU (README: Performance).
+        body = self._low_precision_body(self.autocast, image.device)
+        return [image] + [m.float() for m in self._walk(body, x.to(self.autocast))]
+
+    def _normalised(self, image: torch.Tensor) -> torch.Tensor:
+        """ImageNet-normalised, channels-last (1,3,H,W)."""
         # channels_last: oneDNN (CPU) and cuDNN (GPU) convolutions are faster in NHWC.
-        x = ((image - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-        out = [image]
-        body = self.body
-        if self.autocast is not None:
-            # What autocast would compute (bit for bit: the same casts of input, weights and
-            # biases, the same kernels), without casting every weight at every forward: ~10%
-            # of a bfloat16 forward+backward at 256x144 on an AMX CPU (README: Performance).
-            body = self._low_precision_body(self.autocast, image.device)
-            x = x.to(self.autocast)
+        return ((image - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+    def _walk(self, body: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+        """The requested layers' maps of ``body`` run on ``x``."""
+        out: list[torch.Tensor] = []
         for i, m in enumerate(body):
             x = m(x)
             if i in self.layers:
                 out.append(x)
-        if self.autocast is not None:
-            out[1:] = [m.float() for m in out[1:]]
         return out
 
     def _low_precision_body(self, dtype: torch.dtype, device: torch.device) -> nn.Sequential:
@@ -102,14 +107,9 @@ def forward_under_autocast(model: VGGHypercolumns, image: torch.Tensor,
     """``model``'s maps with its float32 body run under ``torch.autocast(dtype)``, maps returned
     as float32: the reference its low-precision copy must equal bit for bit (tests, and
     scripts/bench_precision.py times both). image (1,3,H,W) -> [image, relu maps...]."""
-    x = ((image - model.mean) / model.std).contiguous(memory_format=torch.channels_last)
-    out = [image]
     with torch.autocast(image.device.type, dtype=dtype, cache_enabled=False):
-        for i, layer in enumerate(model.body):
-            x = layer(x)
-            if i in model.layers:
-                out.append(x)
-    return [out[0]] + [m.float() for m in out[1:]]
+        maps = model._walk(model.body, model._normalised(image))
+    return [image] + [m.float() for m in maps]
 
 
 def build_vgg_hypercolumns(state_dict: dict[str, torch.Tensor], device: torch.device | str = "cpu",
