@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Each STROTSS loss piece's forward+backward timed alone, against the floor's products, and the
+minor page faults per step of a one-scale run; prints JSON (docs/tuning.md, session 13).
+
+    python scripts/bench_loss_parts.py --repeats 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_image import one_scale_setup  # noqa: E402
+from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
+from strotss_video.losses.content import content_loss, self_similarity  # noqa: E402
+from strotss_video.losses.ops import unit_rows  # noqa: E402
+from strotss_video.losses.style import moment_loss, remd_cosine, remd_palette  # noqa: E402
+from strotss_video.losses.total import StyleTarget, strotss_loss  # noqa: E402
+from strotss_video.pipeline.runtime import extractor_for  # noqa: E402
+from strotss_video.stylize.optimize import stylize  # noqa: E402
+
+
+def _ms(fn: Callable[[], object], repeats: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return round(sorted(times)[repeats // 2] * 1000, 2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=20, help="steps of the page-fault run")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    n, m, d = 1024, 5000, 2179
+    style = StyleTarget.from_hypercolumns(torch.randn(m, d).abs())
+    content = unit_rows(torch.randn(20000, d).abs())
+    idx = torch.randperm(20000)[:n]
+    target = self_similarity(content[idx])
+    a0 = torch.randn(n, d).abs()
+    au0 = unit_rows(a0)
+    x, g_cov, g_ss = torch.rand(n, d), torch.rand(d, d), torch.rand(n, n)
+
+    def leaf(t: torch.Tensor) -> torch.Tensor:
+        return t.clone().requires_grad_(True)
+
+    def whole() -> None:
+        rgb, rest = leaf(a0[:, :3]), leaf(a0[:, 3:])
+        strotss_loss(torch.cat([rgb, rest], 1), target, [style], 8.0, rgb=rgb).total.backward()
+
+    def target_only() -> None:
+        with torch.no_grad():
+            self_similarity(content[idx])
+
+    pieces = {
+        "whole_loss": whole,
+        "remd_cosine": lambda: remd_cosine(leaf(au0), style.unit, style.unit_t).backward(),
+        "moment": lambda: moment_loss(leaf(a0), style.mean, style.cov).backward(),
+        "content": lambda: content_loss(leaf(au0), target).backward(),
+        "palette": lambda: remd_palette(leaf(a0[:, :3]), style.rgb).backward(),
+        "unit_rows": lambda: unit_rows(leaf(a0)).sum().backward(),
+        "content_target": target_only,
+        "floor_cost": lambda: torch.mm(au0, style.unit_t),
+        "floor_covariance": lambda: (torch.mm(x.t(), x), torch.mm(x, g_cov)),
+        "floor_self_similarity": lambda: (torch.mm(x, x.t()), torch.mm(g_ss, x)),
+    }
+    out = {k: _ms(fn, args.repeats) for k, fn in pieces.items()}
+
+    # Page faults of whole steps (set-up included, divided over the steps).
+    cpu = torch.device("cpu")
+    extractor, _ = extractor_for(RuntimeConfig(), cpu, None, False)
+    cfg = StrotssConfig(max_size=256, scales=1, iters=args.steps)
+    image, bank, plan = one_scale_setup(extractor, (144, 256), cfg, args.steps, cpu)
+    stylize(image, bank, extractor, cfg, plan=plan, progress=False)
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    rep = stylize(image, bank, extractor, cfg, plan=plan, seed=1, progress=False).scales[0]
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / rep.iterations
+    print(json.dumps({"benchmark": "bench_loss_parts", "threads": torch.get_num_threads(),
+                      "ms_forward_backward_median": out,
+                      "page_faults_per_step_256x144": round(faults, 1),
+                      "seconds_per_step_256x144": round(rep.loop_seconds / rep.iterations, 4)},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()
