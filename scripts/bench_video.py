@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -59,6 +60,8 @@ def main() -> None:
     ap.add_argument("--reads", choices=("gather", "grid_sample"),
                     help="hypercolumn read in CPU and CUDA-graph steps (default: "
                          "features.sampling.DEFAULT_READ); eager CUDA steps use grid_sample")
+    ap.add_argument("--allocator", choices=("tuned", "system"),
+                    help="runtime.allocator (default: the config's, tuned)")
     ap.add_argument("--cuts", type=int, default=0,
                     help="hard cuts in the generated clip: each starts a shot with a cold frame, "
                          "so cold frames after the first (one-time set-up, cuDNN autotuning) "
@@ -70,6 +73,8 @@ def main() -> None:
     base = build_config(args.preset, args.config, flag_overrides({
         "max_size": args.size, "scales": args.scales, "precision": args.precision,
         "cuda_graphs": args.cuda_graphs}))
+    if args.allocator:
+        base = replace(base, runtime=replace(base.runtime, allocator=args.allocator))
     measured = {"iters": args.iters, "warm_iters": args.warm_iters}
     tmp = Path(tempfile.mkdtemp(prefix="bench-video-"))
     if args.input:
@@ -142,6 +147,7 @@ def main() -> None:
         else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "precision": summary["precision"], "reads": sampling.DEFAULT_READ,
+        "allocator": base.runtime.allocator,
         "cuda_graphs": cfg["runtime"]["cuda_graphs"],
         "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
         "measured_iters": {"cold_per_scale": cfg["strotss"]["iters"],

@@ -60,6 +60,7 @@ def test_yaml_dump_round_trips() -> None:
     ("runtime:\n  device: tpu\n", "runtime.device"),
     ("runtime:\n  cudnn_benchmark: sometimes\n", "runtime.cudnn_benchmark"),
     ("runtime:\n  precision: off\n", "runtime.precision"),
+    ("runtime:\n  allocator: jemalloc\n", "runtime.allocator"),
     ("- a\n- b\n", "expected a mapping"),
     ("strotss: [1, 2\n", "not valid YAML"),
 ])
