@@ -106,8 +106,8 @@ class RuntimeConfig:
     """How the C allocator treats the large temporaries every step frees (Linux with glibc;
     ignored elsewhere): tuned: it keeps up to 1 GiB of freed memory for reuse instead of
     handing each block back to the kernel and faulting it in again (measured on a 2-core CPU:
-    warm steps about 2% faster, cold frames about 4.6% faster, peak RSS about 5% higher; README:
-    Troubleshooting); system: glibc's defaults (also when MALLOC_MMAP_THRESHOLD_ or
+    warm steps about 2% faster, cold frames 4-8% faster, peak RSS about 5% higher; docs/tuning.md,
+    session 14); system: glibc's defaults (also when MALLOC_MMAP_THRESHOLD_ or
     MALLOC_TRIM_THRESHOLD_ are set in the environment, which then win)."""
     threads: int = 0
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
