@@ -61,7 +61,7 @@ def main() -> None:
                     help="hypercolumn read in CPU and CUDA-graph steps (default: "
                          "features.sampling.DEFAULT_READ); eager CUDA steps use grid_sample")
     ap.add_argument("--allocator", choices=("tuned", "system"),
-                    help="runtime.allocator (default: the config's, tuned)")
+                    help="runtime.allocator (default: the config's, system)")
     ap.add_argument("--cuts", type=int, default=0,
                     help="hard cuts in the generated clip: each starts a shot with a cold frame, "
                          "so cold frames after the first (one-time set-up, cuDNN autotuning) "

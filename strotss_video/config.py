@@ -102,13 +102,13 @@ class RuntimeConfig:
     on an H100 at 512 px, the first cold frame of a process takes 4.75 s with off, 12.0-13.6 s
     with on and 5.33 s with final, and warm frames the same 0.24-0.28 s (README: GPU). YAML's
     true/false mean on/off."""
-    allocator: str = "tuned"
+    allocator: str = "system"
     """How the C allocator treats the large temporaries every step frees (Linux with glibc;
-    ignored elsewhere): tuned: it keeps up to 1 GiB of freed memory for reuse instead of
-    handing each block back to the kernel and faulting it in again (measured on a 2-core CPU:
-    warm steps about 2% faster, cold frames 4-8% faster, peak RSS about 5% higher; docs/tuning.md,
-    session 14); system: glibc's defaults (also when MALLOC_MMAP_THRESHOLD_ or
-    MALLOC_TRIM_THRESHOLD_ are set in the environment, which then win)."""
+    ignored elsewhere): system: glibc's defaults; tuned: blocks up to 32 MiB come from the heap
+    and up to 1 GiB of freed memory is kept for reuse instead of being handed back to the kernel
+    and faulted in again. Measured on a 2-core CPU: cold frames 1-8% faster, warm steps within
+    +-2%, peak RSS 5% higher (docs/tuning.md, session 14), so not the default. The
+    MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ variables, when set, win."""
     threads: int = 0
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
     reductions sum in an order that depends on the thread count, so bit-identical frames across

@@ -232,7 +232,7 @@ def test_print_config_precedence(tmp_path: Path) -> None:
     assert s["scales"] == 2 and s["min_region_pixels"] == 50  # preset
     assert s["pyramid_levels"] == 5 and s["content_weight"] == 1.0  # defaults
     assert r == {"device": "auto", "seed": 4, "vgg_weights": None, "precision": "auto",
-                 "cuda_graphs": "on", "cudnn_benchmark": "off", "allocator": "tuned",
+                 "cuda_graphs": "on", "cudnn_benchmark": "off", "allocator": "system",
                  "threads": 0}
 
 
