@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_image import one_scale_setup  # noqa: E402
+from bench_products import median_ms  # noqa: E402
 from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
 from strotss_video.losses.content import content_loss, self_similarity  # noqa: E402
 from strotss_video.losses.ops import unit_rows  # noqa: E402
@@ -28,17 +29,6 @@ from strotss_video.losses.style import moment_loss, remd_cosine, remd_palette  #
 from strotss_video.losses.total import StyleTarget, strotss_loss  # noqa: E402
 from strotss_video.pipeline.runtime import extractor_for  # noqa: E402
 from strotss_video.stylize.optimize import stylize  # noqa: E402
-
-
-def _ms(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(sorted(times)[repeats // 2] * 1000, 2)
 
 
 def main() -> None:
@@ -79,7 +69,7 @@ def main() -> None:
         "floor_covariance": lambda: (torch.mm(x.t(), x), torch.mm(x, g_cov)),
         "floor_self_similarity": lambda: (torch.mm(x, x.t()), torch.mm(g_ss, x)),
     }
-    out = {k: _ms(fn, args.repeats) for k, fn in pieces.items()}
+    out = {k: round(median_ms(fn, args.repeats), 2) for k, fn in pieces.items()}
 
     # The relaxed EMD's partner rows, gathered as inside a step: right after the cost product
     # (a fresh (N,M) matrix) and its arg-max. Only the gather is timed.

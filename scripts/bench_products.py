@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from strotss_video.losses.ops import symmetric_product  # noqa: E402
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls after two warm-up calls."""
     for _ in range(2):
         fn()
     times = []
@@ -53,8 +54,8 @@ def main() -> None:
     out = {}
     for name, rows, plain in (("x_t_x", False, lambda: torch.mm(x.t(), x)),
                               ("x_x_t", True, lambda: torch.mm(x, x.t()))):
-        blocked = _median_ms(lambda: symmetric_product(x, rows), args.repeats)
-        full = _median_ms(plain, args.repeats)
+        blocked = median_ms(lambda: symmetric_product(x, rows), args.repeats)
+        full = median_ms(plain, args.repeats)
         out[name] = {"mm_ms": full, "symmetric_product_ms": blocked,
                      "ratio": round(blocked / full, 3),
                      "max_abs_difference": float((symmetric_product(x, rows) - plain()).abs().max())}
