@@ -74,16 +74,6 @@ def remd_cosine(a_unit: torch.Tensor, b_unit: torch.Tensor,
     a slow serial scatter). ``b_unit_t`` (D,M), the contiguous transpose, is the cost
     product's operand (computed once per style). ``branchless`` (default: on CUDA) builds
     both partners and selects on the device: no host sync, same value and gradient."""
-    partner, count = remd_partner(a_unit.detach(), b_unit, b_unit_t, branchless)
-    # A dot product: no (N,D) temporary in the forward.
-    return 1.0 - torch.dot(a_unit.reshape(-1), partner.reshape(-1)) / count
-
-
-def remd_partner(a_unit: torch.Tensor, b_unit: torch.Tensor, b_unit_t: torch.Tensor | None = None,
-                 branchless: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | int]:
-    """The cosine relaxed EMD's partner of each output point and its divisor, without grad:
-    ``remd = 1 - <a_unit, partner> / count``. a_unit (N,D), b_unit (M,D) -> (N,D), N or M
-    (a 0-d tensor when ``branchless``)."""
     with torch.no_grad():
         if b_unit_t is None:
             b_unit_t = b_unit.t().contiguous()
@@ -98,10 +88,13 @@ def remd_partner(a_unit: torch.Tensor, b_unit: torch.Tensor, b_unit_t: torch.Ten
             use_rows = row_max.mean() <= col_max.mean()
             partner = torch.where(use_rows, b_unit.index_select(0, row_arg),
                                   _nearest_sums(a_unit, b_unit, col_arg))
-            return partner, torch.where(use_rows, n, m).to(a_unit.dtype)
-        if _first_side(sim, "max"):
-            return b_unit.index_select(0, sim.max(dim=1).indices), n
-        return _nearest_sums(a_unit, b_unit, sim.max(dim=0).indices), m
+            count = torch.where(use_rows, n, m).to(a_unit.dtype)
+        elif _first_side(sim, "max"):
+            partner, count = b_unit.index_select(0, sim.max(dim=1).indices), n
+        else:
+            partner, count = _nearest_sums(a_unit, b_unit, sim.max(dim=0).indices), m
+    # A dot product: no (N,D) temporary in the forward.
+    return 1.0 - torch.dot(a_unit.reshape(-1), partner.reshape(-1)) / count
 
 
 def _nearest_sums(a_unit: torch.Tensor, b_unit: torch.Tensor, col_arg: torch.Tensor) -> torch.Tensor:
