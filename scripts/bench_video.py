@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, help="measured cold steps per scale (reduced on CPU)")
     ap.add_argument("--warm-iters", type=int, help="measured warm steps")
     ap.add_argument("--scales", type=int)
-    ap.add_argument("--precision", choices=("auto", "float32", "mixed"))
+    ap.add_argument("--precision", choices=("auto", "float32", "mixed", "fast"))
     ap.add_argument("--cuda-graphs", choices=("on", "off"))
     ap.add_argument("--reads", choices=("gather", "grid_sample"),
                     help="hypercolumn read in CPU and CUDA-graph steps (default: "

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Quality and speed of --precision mixed against float32 on real clips; prints JSON.
+"""Quality and speed of --precision mixed (or fast: --against fast) against float32 on real
+clips; prints JSON.
 
 For each clip: stylise the first N frames (temporal on) with each precision, then compare the
 final loss terms (mean over frames) and the warping error (scripts/evaluate.py), and the time.
@@ -61,7 +62,8 @@ def _paired(ratios: list[float]) -> dict[str, float]:
 
 def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
     out = Path(opts.out)
-    variants = {"float32": ["--precision", "float32"], "mixed": ["--precision", "mixed"]}
+    variants = {"float32": ["--precision", "float32"],
+                opts.against: ["--precision", opts.against]}
     if opts.noise:
         variants["float32_1thread"] = ["--precision", "float32", "--threads", "1"]
     # runs[variant][k]: seed k; every variant runs every seed, so changes are paired per seed.
@@ -92,7 +94,7 @@ def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
 
     def speedup(key: str) -> float:
         return statistics.mean(f[key] for f in f32) / statistics.mean(m[key] for m in
-                                                                       runs["mixed"])
+                                                                       runs[opts.against])
 
     return {
         "video": video.stem, "runs": runs,
@@ -106,6 +108,8 @@ def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     clip_arguments(parser, "out/precision")
+    parser.add_argument("--against", choices=("mixed", "fast"), default="mixed",
+                        help="the precision compared with float32 (default mixed)")
     parser.add_argument("--noise", action="store_true",
                         help="also run float32 with one thread: the rounding-only baseline")
     parser.add_argument("--seeds", type=int, default=1,
@@ -115,7 +119,7 @@ def main() -> None:
     Path(opts.out).mkdir(parents=True, exist_ok=True)
     rows = [measure(v, opts) for v in opts.videos]
     for r in rows:
-        r["change"] = {k: _paired(v) for k, v in r["ratios"]["mixed"].items()}
+        r["change"] = {k: _paired(v) for k, v in r["ratios"][opts.against].items()}
         if opts.noise:
             r["noise_change"] = {k: _paired(v) for k, v in r["ratios"]["float32_1thread"].items()}
     keys = rows[0]["change"].keys()
@@ -126,9 +130,9 @@ def main() -> None:
 
     print(json.dumps({
         "preset": opts.preset, "max_size": opts.max_size, "frames": opts.frames,
-        "seeds": opts.seeds,
+        "seeds": opts.seeds, "against": opts.against,
         "max_abs_change": {k: max(abs(r["change"][k]["mean"]) for r in rows) for k in keys},
-        "pooled_change": pooled("mixed"),
+        "pooled_change": pooled(opts.against),
         **({"max_abs_noise_change": {k: max(abs(r["noise_change"][k]["mean"]) for r in rows)
                                      for k in keys},
             "pooled_noise_change": pooled("float32_1thread")} if opts.noise else {}),

@@ -13,7 +13,8 @@ import traceback
 from typing import Any, NoReturn, Sequence
 
 from . import __version__
-from .config import FILL_MODES, Config, available_presets, build_config, flag_overrides
+from .config import (FILL_MODES, PRECISIONS, Config, available_presets, build_config,
+                     flag_overrides)
 from .errors import Interrupted, StrotssError, UsageError, install_stop_handlers
 
 PROG = "strotss-video"
@@ -76,9 +77,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     r.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
-    r.add_argument("--precision", choices=("auto", "float32", "mixed"),
-                   help="mixed: VGG16 in bfloat16 (and TF32 products on CUDA); auto (default): "
-                        "mixed on CUDA and on CPUs with native bfloat16, else float32")
+    r.add_argument("--precision", choices=PRECISIONS,
+                   help="mixed: VGG16 in bfloat16 (and TF32 products on CUDA); fast: mixed, "
+                        "and on CPUs with native bfloat16 the loss's products from "
+                        "bfloat16-rounded inputs; auto (default): mixed on CUDA and on CPUs "
+                        "with native bfloat16, else float32")
     r.add_argument("--cuda-graphs", choices=("on", "off"),
                    help="on CUDA, replay each scale's optimisation step as a CUDA graph "
                         "(default on; off runs every step eagerly)")

@@ -88,8 +88,12 @@ class RuntimeConfig:
     """Explicit VGG16 state-dict file; else the resolver's sources in order."""
     precision: str = "auto"
     """float32; mixed: VGG16 in bfloat16 (maps returned as float32) and, on CUDA, TF32
-    matrix products, while distances, REMD and covariances are float32 tensors; auto: mixed on
-    CUDA and on CPUs with native bfloat16 (AMX or AVX512-BF16), float32 elsewhere."""
+    matrix products, while distances, REMD and covariances are float32 tensors; fast: mixed,
+    and on CPUs with native bfloat16 the float32 matrix products (cost matrix, covariances,
+    self-similarities) computed from bfloat16-rounded inputs with float32 accumulation, as TF32
+    does on CUDA with more mantissa bits (an AMX Xeon: warm steps ~1.3x faster than mixed;
+    README: Mixed precision); elsewhere fast is mixed; auto: mixed on CUDA and on CPUs with
+    native bfloat16 (AMX or AVX512-BF16), float32 elsewhere."""
     cuda_graphs: str = "on"
     """on: on CUDA, replay each scale's optimisation step as one CUDA graph after three eager
     steps (same arithmetic, no launch overhead; measured on an H100 at 512 px: warm frames
@@ -125,8 +129,8 @@ class RuntimeConfig:
         if self.allocator not in ALLOCATORS:
             raise ConfigError(f"runtime.allocator must be tuned or system "
                               f"(got {self.allocator!r})")
-        if self.precision not in ("auto", "float32", "mixed"):
-            raise ConfigError(f"runtime.precision must be auto, float32 or mixed "
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"runtime.precision must be auto, float32, mixed or fast "
                               f"(got {self.precision!r})")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"runtime.device must be auto, cpu or cuda (got {self.device!r})")
@@ -135,6 +139,7 @@ class RuntimeConfig:
 
 CUDNN_BENCHMARK = ("on", "off", "final")
 ALLOCATORS = ("tuned", "system")
+PRECISIONS = ("auto", "float32", "mixed", "fast")
 FLOW_METHODS = ("dis", "raft")
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 FILL_MODES = ("blur", "texture", "content", "mean", "warped", "checked")

@@ -101,3 +101,11 @@ def test_configs_are_frozen() -> None:
     cfg = StrotssConfig()
     with pytest.raises(AttributeError):
         cfg.iters = 3  # type: ignore[misc]
+
+
+def test_precision_fast_is_a_valid_setting_from_flag_and_file(tmp_path: Path) -> None:
+    assert build_config(None, None, flag_overrides({"precision": "fast"})).runtime.precision \
+        == "fast"
+    f = tmp_path / "fast.yaml"
+    f.write_text("runtime:\n  precision: fast\n")
+    assert build_config(None, f).runtime.precision == "fast"

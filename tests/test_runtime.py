@@ -63,3 +63,37 @@ def test_allocator_leaves_the_users_malloc_variables_alone() -> None:
     out = subprocess.run([sys.executable, "-c", _CHILD, "tuned"], env=env, cwd=REPO,
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["0", "0", "1"]
+
+
+def _bf16_products_available() -> bool:
+    import torch
+
+    from strotss_video.pipeline.runtime import native_bfloat16
+    matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    return native_bfloat16() and matmul is not None and hasattr(matmul, "fp32_precision")
+
+
+@pytest.mark.skipif(not _bf16_products_available(),
+                    reason="needs a CPU with native bfloat16 and PyTorch's oneDNN fp32_precision")
+def test_fast_precision_rounds_product_inputs_and_float32_restores_exact_products(
+        tiny_extractor: object) -> None:
+    import torch
+
+    from strotss_video.config import RuntimeConfig
+    from strotss_video.pipeline.runtime import extractor_for
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(64, 512, generator=gen), torch.rand(512, 96, generator=gen)
+    exact = (a.double() @ b.double()).float()
+    cpu = torch.device("cpu")
+    try:
+        extractor_for(RuntimeConfig(precision="fast"), cpu, tiny_extractor, False)
+        fast = torch.mm(a, b)
+        rounded = (a.bfloat16().double() @ b.bfloat16().double()).float()
+        # bfloat16 inputs, float32 sums: off the exact product, on the rounded inputs' one.
+        assert float((fast - exact).abs().max()) > 1e-4
+        assert torch.allclose(fast, rounded, rtol=1e-5, atol=1e-4)
+        for precision in ("float32", "mixed"):
+            extractor_for(RuntimeConfig(precision=precision), cpu, tiny_extractor, False)
+            assert torch.allclose(torch.mm(a, b), exact, rtol=1e-6, atol=1e-5), precision
+    finally:
+        extractor_for(RuntimeConfig(precision="float32"), cpu, tiny_extractor, False)
