@@ -92,8 +92,8 @@ class RuntimeConfig:
     and on CPUs with native bfloat16 the float32 matrix products (cost matrix, covariances,
     self-similarities) computed from bfloat16-rounded inputs with float32 accumulation, as TF32
     does on CUDA with more mantissa bits (an AMX Xeon: warm steps ~1.3x faster than mixed;
-    README: Mixed precision); elsewhere fast is mixed; auto: mixed on CUDA and on CPUs with
-    native bfloat16 (AMX or AVX512-BF16), float32 elsewhere."""
+    README: Mixed precision); elsewhere fast is what auto picks; auto: mixed on CUDA and on
+    CPUs with native bfloat16 (AMX or AVX512-BF16), float32 elsewhere."""
     cuda_graphs: str = "on"
     """on: on CUDA, replay each scale's optimisation step as one CUDA graph after three eager
     steps (same arithmetic, no launch overhead; measured on an H100 at 512 px: warm frames

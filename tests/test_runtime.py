@@ -97,3 +97,14 @@ def test_fast_precision_rounds_product_inputs_and_float32_restores_exact_product
             assert torch.allclose(torch.mm(a, b), exact, rtol=1e-6, atol=1e-5), precision
     finally:
         extractor_for(RuntimeConfig(precision="float32"), cpu, tiny_extractor, False)
+
+
+def test_fast_precision_resolves_to_autos_choice_where_bfloat16_is_not_native() -> None:
+    import torch
+
+    from strotss_video.pipeline.runtime import native_bfloat16, resolve_precision
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("fast", cuda) == "mixed" == resolve_precision("auto", cuda)
+    assert resolve_precision("fast", cpu) == ("fast" if native_bfloat16() else "float32")
+    assert resolve_precision("auto", cpu) == ("mixed" if native_bfloat16() else "float32")
+    assert resolve_precision("mixed", cpu) == "mixed"
