@@ -91,7 +91,7 @@ class RuntimeConfig:
     matrix products, while distances, REMD and covariances are float32 tensors; fast: mixed,
     and on CPUs with native bfloat16 the float32 matrix products (cost matrix, covariances,
     self-similarities) computed from bfloat16-rounded inputs with float32 accumulation, as TF32
-    does on CUDA with more mantissa bits (an AMX Xeon: warm steps ~1.3x faster than mixed;
+    does on CUDA with more mantissa bits (an AMX Xeon: warm steps ~1.4x faster than mixed;
     README: Mixed precision); elsewhere fast is what auto picks; auto: mixed on CUDA and on
     CPUs with native bfloat16 (AMX or AVX512-BF16), float32 elsewhere."""
     cuda_graphs: str = "on"
