@@ -53,16 +53,13 @@ def native_bfloat16() -> bool:
                 getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
-def set_cpu_products(bfloat16: bool) -> bool:
+def set_cpu_products(bfloat16: bool) -> None:
     """float32 matrix products on CPU: exact (IEEE), or computed by oneDNN from
     bfloat16-rounded inputs with float32 accumulation (the CPU's counterpart of TF32; ~3x
-    faster on AMX). Process-wide; whether bfloat16 products are now on (False where this
-    PyTorch has no such setting)."""
+    faster on AMX). Process-wide; a no-op where this PyTorch has no such setting."""
     matmul = getattr(torch.backends.mkldnn, "matmul", None)
-    if matmul is None or not hasattr(matmul, "fp32_precision"):
-        return False
-    matmul.fp32_precision = "bf16" if bfloat16 else "ieee"
-    return bfloat16
+    if matmul is not None and hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = "bf16" if bfloat16 else "ieee"
 
 
 # glibc's mallopt parameters (malloc.h).
@@ -70,7 +67,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _KEEP_MMAP_BELOW = 32 << 20
 _KEEP_FREED_UP_TO = 1 << 30
-_ALLOCATOR_DONE: list[str] = []
+_allocator_applied = False
 
 
 def apply_allocator(runtime: RuntimeConfig) -> bool:
@@ -80,9 +77,10 @@ def apply_allocator(runtime: RuntimeConfig) -> bool:
     process. Without it glibc serves each step's (N,M) and (D,D) temporaries (4-20 MiB) with
     fresh mappings and returns them on free, so every step faults them in again. Never an error:
     elsewhere than Linux with glibc, or with the MALLOC_* variables set, nothing changes."""
-    if _ALLOCATOR_DONE or runtime.allocator != "tuned" or not sys.platform.startswith("linux"):
+    global _allocator_applied
+    if _allocator_applied or runtime.allocator != "tuned" or not sys.platform.startswith("linux"):
         return False
-    _ALLOCATOR_DONE.append(runtime.allocator)
+    _allocator_applied = True
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return False
     try:
