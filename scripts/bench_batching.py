@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_image import _median_time, floor_terms, one_scale_setup, timed_runs  # noqa: E402
-from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
+from strotss_video.config import PRECISIONS, RuntimeConfig, StrotssConfig  # noqa: E402
 from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--size", type=int, nargs=2, default=[512, 288], metavar=("W", "H"))
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
-    ap.add_argument("--precision", choices=("auto", "float32", "mixed"), default="auto")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--step-iters", type=int, default=50, help="steps of the real batch-1 run")
     args = ap.parse_args()

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
+from strotss_video.config import PRECISIONS, RuntimeConfig, StrotssConfig  # noqa: E402
 from strotss_video.losses.ops import unit_rows  # noqa: E402
 from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
 from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize  # noqa: E402
@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output-points", type=int, default=1024)
     parser.add_argument("--style-points", type=int, default=5000)
-    parser.add_argument("--precision", choices=("auto", "float32", "mixed"), default="float32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="float32 keeps the image-core figures comparable across machines")
     parser.add_argument("--cuda-graphs", choices=("on", "off"), default="on",
                         help="on CUDA, also time the steps replayed as a CUDA graph")

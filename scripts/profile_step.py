@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_image import _pattern  # noqa: E402
-from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
+from strotss_video.config import PRECISIONS, RuntimeConfig, StrotssConfig  # noqa: E402
 from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
 from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize  # noqa: E402
 
@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", choices=("auto", "float32", "mixed"), default="float32")
+    ap.add_argument("--precision", choices=PRECISIONS, default="float32")
     args = ap.parse_args()
 
     device = resolve_device(args.device)

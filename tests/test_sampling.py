@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from strotss_video.errors import InputError
-from strotss_video.features.sampling import (candidate_grid, grid_stride, random_pixels,
-                                             read_bilinear, read_bilinear_columns, read_nearest,
-                                             subset)
+from strotss_video.features.sampling import (TapReader, candidate_grid, grid_stride,
+                                             random_pixels, read_bilinear, read_bilinear_columns,
+                                             read_nearest, subset)
 from strotss_video.stylize.guidance import build_guidance
 
 F64 = torch.float64
@@ -202,6 +202,71 @@ def test_read_bilinear_matches_brute_force(dtype: torch.dtype, tol: float,
         torch.testing.assert_close(m.grad.double(), r.grad, rtol=tol, atol=tol)
         # The gradient comes in the map's own layout (no copy by autograd).
         assert m.grad.is_contiguous(memory_format=layout)
+
+
+def _tapped_chain(image: torch.Tensor, weights: list[torch.Tensor], points: torch.Tensor | None
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """A small conv/relu/max-pool chain run on a channels-last image: (maps, columns) where
+    ``points`` is None (maps returned, nothing read), else ([], tapped columns)."""
+    reader = TapReader(points) if points is not None else None
+    maps: list[torch.Tensor] = []
+    columns: list[torch.Tensor] = []
+    x = image
+    for k, w in enumerate(weights):
+        x = torch.relu(torch.nn.functional.conv2d(x, w, padding=1))
+        if reader is not None:
+            x, rows = reader.read(x, 2 ** (k // 2))
+            columns.append(rows)
+        else:
+            maps.append(x)
+        if k % 2 == 1:  # a max-pool after every second layer, as in VGG (its CPU backward is NCHW)
+            x = torch.nn.functional.max_pool2d(x, 2)
+    return maps, columns
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_tap_reader_matches_reading_the_returned_maps(dtype: torch.dtype, tol: float) -> None:
+    """Columns read inside the forward (TapReader) have the values of reads of the returned
+    maps, and the input's gradient through them is the same, including for the deepest tap
+    (no gradient from below) and for taps followed by a max-pool."""
+    torch.manual_seed(0)
+    weights = [torch.randn(c_out, c_in, 3, 3, dtype=dtype) * 0.3
+               for c_in, c_out in ((3, 4), (4, 5), (5, 6), (6, 3))]
+    image = torch.rand(1, 3, 24, 40, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    points = random_pixels(24, 40, 50, gen(2))
+    strides = [1, 1, 2, 2]
+    probe = torch.randn(50, 18, generator=gen(3), dtype=F64).to(dtype)
+
+    x_ref = image.clone().requires_grad_(True)
+    maps, _ = _tapped_chain(x_ref, weights, None)
+    leaves = [m.detach().requires_grad_(True) for m in maps]
+    want = torch.cat(read_bilinear_columns(leaves, strides, points), dim=1)
+    (want.square() * probe).sum().backward()
+    torch.autograd.backward(maps, [m.grad for m in leaves])
+
+    x_tap = image.clone().requires_grad_(True)
+    _, columns = _tapped_chain(x_tap, weights, points)
+    got = torch.cat(columns, dim=1)
+    assert got.dtype == dtype and got.shape == want.shape
+    assert torch.equal(got, want.detach())
+    (got.square() * probe).sum().backward()
+    assert x_tap.grad.abs().sum() > 0
+    torch.testing.assert_close(x_tap.grad, x_ref.grad, rtol=tol, atol=tol)
+
+
+def test_tap_reader_reads_bfloat16_maps_into_float32_columns() -> None:
+    """On bfloat16 maps the columns are float32 with the values of reading a float32 copy."""
+    torch.manual_seed(1)
+    fmap = torch.randn(1, 8, 12, 20).to(torch.bfloat16).contiguous(
+        memory_format=torch.channels_last).requires_grad_(True)
+    points = random_pixels(24, 40, 30, gen(5))
+    same, rows = TapReader(points).read(fmap, 2)
+    assert rows.dtype == torch.float32 and same.dtype == torch.bfloat16
+    assert same.stride() == fmap.stride()  # exact strides: a max-pool would copy a renumbered one
+    want = read_bilinear_columns([fmap.detach().float()], [2], points)[0]
+    assert torch.equal(rows, want)
+    rows.sum().backward()
+    assert fmap.grad.dtype == torch.bfloat16 and fmap.grad.abs().sum() > 0
 
 
 def test_read_bilinear_rejects_an_unknown_method() -> None:

@@ -321,3 +321,71 @@ def test_low_precision_extractor_matches_autocast_bit_for_bit() -> None:
     model.autocast = None
     f32_maps, _ = maps_and_grad(model)
     assert not all(torch.equal(a, b) for a, b in zip(f32_maps[1:], low_maps[1:]))
+
+
+def _random_vgg() -> "torch.nn.Module":
+    """VGG16 hypercolumns with random weights (no download), channels-last as built."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from strotss_video.features.vgg import VGGHypercolumns
+
+    torch.manual_seed(0)
+    return VGGHypercolumns(make_layers(cfgs["D"], batch_norm=False)).to(
+        memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("autocast,grad_tol", [(None, 1e-5), (torch.bfloat16, 0.02)])
+def test_vgg_columns_match_reads_of_its_maps(autocast: torch.dtype | None,
+                                             grad_tol: float) -> None:
+    """``columns`` reads inside the forward: the same float32 values as reading the returned
+    maps, and the image gradient of a loss on them the same (up to sum order in float32; in
+    bfloat16 each row is rounded before it is added, far inside bfloat16's own error)."""
+    from strotss_video.features.sampling import random_pixels, read_bilinear_columns
+
+    model = _random_vgg()
+    model.autocast = autocast
+    image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(1))
+    points = random_pixels(40, 56, 200, torch.Generator().manual_seed(2))
+    probe = torch.randn(200, model.dim, generator=torch.Generator().manual_seed(3))
+
+    x_ref = image.clone().requires_grad_(True)
+    maps = model(x_ref)
+    leaves = [m.detach().requires_grad_(True) for m in maps]
+    want = torch.cat(read_bilinear_columns(leaves, model.strides, points), dim=1)
+    (want.square() * probe).sum().backward()
+    torch.autograd.backward(maps, [m.grad for m in leaves])
+
+    x = image.clone().requires_grad_(True)
+    got = torch.cat(model.columns(x, points), dim=1)
+    assert got.dtype == torch.float32 and torch.equal(got, want.detach())
+    (got.square() * probe).sum().backward()
+    assert float((x.grad - x_ref.grad).norm() / x_ref.grad.norm()) < grad_tol
+
+
+class _MapsOnly(torch.nn.Module):
+    """The same extractor without ``columns``: the optimiser reads its returned maps."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.strides, self.channels = inner.strides, inner.channels
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        return self.inner(image)
+
+
+def test_stylize_with_tapped_reads_matches_reading_the_maps() -> None:
+    """On CPU the optimiser reads through ``columns`` when the extractor has it: the result
+    is what reading the returned maps gives, up to float32 sum order (which RMSprop's first
+    steps, about ten times the learning rate whatever the gradient's size, can amplify for
+    gradients near zero)."""
+    model = _random_vgg()
+    content, style = _images()
+    cfg = StrotssConfig(max_size=32, scales=1, iters=4, output_points=64, style_points=128)
+    results = []
+    for extractor in (model, _MapsOnly(model)):
+        bank = StyleBank(extractor, style, cfg, seed=0)
+        results.append(stylize(content, bank, extractor, cfg, seed=3, progress=False).image)
+    differ = float((results[0] - results[1]).abs().mean())
+    assert differ < 1e-5 and float((results[0] - results[1]).abs().max()) < 1e-3
+    assert float((results[0] - content).abs().mean()) > 100 * differ

@@ -108,10 +108,11 @@ def _grid(points: torch.Tensor, stride: int, h: int, w: int, fmap: torch.Tensor)
     return torch.stack([gx, gy], dim=1).view(1, 1, -1, 2)
 
 
-def _corners(points: torch.Tensor, stride: int, h: int, w: int,
-             fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _corners(points: torch.Tensor, stride: int, h: int, w: int, fmap: torch.Tensor,
+             dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat indices (4N,) of each point's four neighbours on an (h,w) map, corner-major, and
-    their bilinear weights (4,N,1) in the map's dtype. Coordinates in float32 whatever the map."""
+    their bilinear weights (4,N,1) in ``dtype`` (default the map's). Coordinates in float32
+    whatever the map."""
     pts = points.to(device=fmap.device, dtype=torch.float32)
     x = (pts[:, 0] / stride).clamp(0, w - 1)
     y = (pts[:, 1] / stride).clamp(0, h - 1)
@@ -121,7 +122,7 @@ def _corners(points: torch.Tensor, stride: int, h: int, w: int,
     x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
     index = torch.cat([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1])
     weights = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
-    return index, weights.unsqueeze(2).to(fmap.dtype)
+    return index, weights.unsqueeze(2).to(dtype or fmap.dtype)
 
 
 class _BilinearRows(torch.autograd.Function):
@@ -154,6 +155,74 @@ class _BilinearRows(torch.autograd.Function):
         out = out.view(1, h, w, c).permute(0, 3, 1, 2)
         # Give a gradient in the map's own layout (autograd would otherwise copy it).
         return (out if ctx.channels_last else out.contiguous()), None, None
+
+
+class TapReader:
+    """Bilinear reads of feature maps at fixed points taken *inside* the extractor's forward,
+    so that the gradient goes back sparsely.
+
+    Reading detached maps (:func:`read_bilinear_columns`) hands the extractor's backward one
+    dense gradient map per layer: a zero map filled by an ``index_add``, converted to the
+    body's dtype, then added to the gradient coming from the deeper layers. A tap instead adds
+    its few weighted rows straight into that deeper gradient. Same values; the same gradient
+    up to the order of the sums (and, in bfloat16, the rounding of each row before it is
+    added rather than of their sum). points ``(N,2)`` (x, y) on the stride-1 grid; the
+    columns are float32 for lower-precision maps (as reading a float32 copy would give)."""
+
+    def __init__(self, points: torch.Tensor) -> None:
+        self.points = points
+        self._cache: dict[tuple[int, int, int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def read(self, fmap: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(fmap as is, its columns (N,C))``: go on with the first so that the columns'
+        gradient joins the deeper layers' there. fmap (1,C,h,w)."""
+        _, _, h, w = fmap.shape
+        dtype = torch.promote_types(fmap.dtype, torch.float32)
+        key = (stride, h, w, dtype)
+        if key not in self._cache:
+            self._cache[key] = _corners(self.points, stride, h, w, fmap, dtype)
+        return _TapRows.apply(fmap, *self._cache[key])
+
+
+class _TapRows(torch.autograd.Function):
+    """Identity on a (1,C,h,w) map plus its bilinear rows (N,C) in the weights' dtype (see
+    :class:`TapReader`); the backward adds the rows' gradient into the map's in place."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, fmap: torch.Tensor, index: torch.Tensor,
+                weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, c, h, w = fmap.shape
+        rows = fmap.permute(0, 2, 3, 1).reshape(h * w, c)  # a copy only for an NCHW map
+        n = index.shape[0] // 4
+        # Widened before the weights: the same arithmetic as reading a float32 copy of the map.
+        out = rows.index_select(0, index[:n]).to(weights.dtype).mul_(weights[0])
+        for k in range(1, 4):
+            out.addcmul_(rows.index_select(0, index[k * n:(k + 1) * n]), weights[k])
+        ctx.save_for_backward(index, weights)
+        ctx.map_meta = (h, w, c, fmap.dtype, fmap.device)
+        # No gradient arrives for the map output of the deepest tap: None, not a zero map.
+        ctx.set_materialize_grads(False)
+        # A view with the map's exact strides (view_as would renumber the batch stride of a
+        # channels-last map, and a max-pool then takes it for NCHW and copies it).
+        return fmap[...], out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_map: torch.Tensor | None,
+                 grad_rows: torch.Tensor | None):  # type: ignore[override]
+        if grad_rows is None:
+            return grad_map, None, None
+        index, weights = ctx.saved_tensors
+        h, w, c, dtype, device = ctx.map_meta
+        spread = (grad_rows.unsqueeze(0) * weights).view(-1, c).to(dtype)  # (4N,C)
+        if grad_map is None:
+            grad_map = torch.zeros(1, h, w, c, dtype=dtype, device=device).permute(0, 3, 1, 2)
+        # In place, in whichever layout the deeper gradient came (a max-pool's backward gives
+        # NCHW on CPU; converting it would cost more than the dense sum this replaces): that
+        # gradient is this node's own input buffer, used nowhere else.
+        if not grad_map.is_contiguous(memory_format=torch.channels_last):
+            grad_map = grad_map.contiguous(memory_format=torch.channels_last)
+        grad_map.permute(0, 2, 3, 1).view(h * w, c).index_add_(0, index, spread)
+        return grad_map, None, None
 
 
 def read_nearest(maps: Sequence[torch.Tensor], strides: Sequence[int],

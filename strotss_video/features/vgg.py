@@ -11,6 +11,8 @@ from typing import Protocol, Sequence
 import torch
 from torch import nn
 
+from .sampling import TapReader
+
 # ReLU outputs used by STROTSS: relu1_1, relu1_2, relu2_1, relu2_2, relu3_1, relu3_2, relu3_3,
 # relu4_3, relu5_3 (indices into torchvision's vgg16().features).
 STROTSS_LAYERS: tuple[int, ...] = (1, 3, 6, 8, 11, 13, 15, 22, 29)
@@ -22,7 +24,9 @@ class FeatureExtractor(Protocol):
     """What the optimiser needs from an extractor (tests inject small ones).
 
     ``forward(image (1,3,H,W))`` returns maps ``[(1,C_k,H_k,W_k)]``, the first being the raw
-    image; ``strides[k]`` is the power-of-two downsampling of map k (1 for full resolution)."""
+    image; ``strides[k]`` is the power-of-two downsampling of map k (1 for full resolution).
+    An extractor may also offer ``columns(image, points)`` (as :class:`VGGHypercolumns` does):
+    the optimiser then reads through it on CPU, so the gradient goes back sparsely."""
 
     strides: tuple[int, ...]
     channels: tuple[int, ...]
@@ -78,6 +82,27 @@ class VGGHypercolumns(nn.Module):
         # of a bfloat16 forward+backward at 256x144 on an AMX CPU (README: Performance).
         body = self._low_precision_body(self.autocast, image.device)
         return [image] + [m.float() for m in self._walk(body, x.to(self.autocast))]
+
+    def columns(self, image: torch.Tensor, points: torch.Tensor) -> list[torch.Tensor]:
+        """Bilinear reads of ``[image, relu maps...]`` at ``points`` (N,2) -> ``[(N,C_k)]``
+        float32: the values of ``read_bilinear_columns(self(image), self.strides, points)``,
+        with the gradient added into each layer's sparsely (:class:`TapReader`) and no float32
+        copy of the bfloat16 maps. image (1,3,H,W) in [0,1]."""
+        reader = TapReader(points)
+        image, first = reader.read(image, 1)
+        x = self._normalised(image)
+        body = self.body
+        if self.autocast is not None:
+            body = self._low_precision_body(self.autocast, image.device)
+            x = x.to(self.autocast)
+        out = [first]
+        strides = iter(self.strides[1:])
+        for i, m in enumerate(body):
+            x = m(x)
+            if i in self.layers:
+                x, rows = reader.read(x, next(strides))
+                out.append(rows)
+        return out
 
     def _normalised(self, image: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised, channels-last (1,3,H,W)."""

@@ -479,6 +479,11 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
     # launch more kernels (720 vs 513 per step), which eager steps pay for on the host
     # (reads timed eagerly: 7.2 vs 5.7 ms per step; README: GPU).
     read = "grid_sample" if device.type == "cuda" and not graph else None
+    # On CPU the extractor reads its own maps as it runs, when it can (TapReader): the
+    # gradient then goes back sparsely. CUDA keeps reading the returned maps: not yet measured
+    # there.
+    tapped: Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]] | None = \
+        getattr(extractor, "columns", None) if device.type == "cpu" else None
 
     def body(idx: torch.Tensor, crow: torch.Tensor,
              marks: list[object] | None) -> LossTerms:
@@ -487,11 +492,20 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         image = image_of()
         if marks is not None:
             marks.append(clock.mark())
-        maps = extractor(image)
-        if marks is not None:
-            marks.append(clock.mark())
-        leaves = [m.detach().requires_grad_(True) for m in maps]
-        columns = read_bilinear_columns(leaves, strides, candidates_dev[idx], read)
+        if tapped:
+            live = tapped(image, candidates_dev[idx])
+            columns = [c.detach().requires_grad_(True) for c in live]
+            if marks is not None:
+                marks.append(clock.mark())
+            roots: list[torch.Tensor] = list(live)
+            grad_of = columns
+        else:
+            maps = extractor(image)
+            if marks is not None:
+                marks.append(clock.mark())
+            leaves = [m.detach().requires_grad_(True) for m in maps]
+            columns = read_bilinear_columns(leaves, strides, candidates_dev[idx], read)
+            roots, grad_of = list(maps), leaves
         a = torch.cat(columns, dim=1)
         with torch.no_grad():
             if content_sim is not None:
@@ -506,8 +520,7 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         if marks is not None:
             marks.append(clock.mark())
         # Second half of the backward pass: through VGG into the pyramid.
-        roots: list[torch.Tensor] = list(maps)
-        grads: list[torch.Tensor | None] = [leaf.grad for leaf in leaves]
+        grads: list[torch.Tensor | None] = [leaf.grad for leaf in grad_of]
         if extra is not None:
             roots.append(extra)
             grads.append(None)
