@@ -216,9 +216,9 @@ class _TapRows(torch.autograd.Function):
         spread = (grad_rows.unsqueeze(0) * weights).view(-1, c).to(dtype)  # (4N,C)
         if grad_map is None:
             grad_map = torch.zeros(1, h, w, c, dtype=dtype, device=device).permute(0, 3, 1, 2)
-        # In place, in whichever layout the deeper gradient came (a max-pool's backward gives
-        # NCHW on CPU; converting it would cost more than the dense sum this replaces): that
-        # gradient is this node's own input buffer, used nowhere else.
+        # In place: the deeper gradient is this node's own input buffer, used nowhere else. A
+        # max-pool's backward gives it NCHW on CPU; the convolution below wants channels-last
+        # anyway, so it is converted here once.
         if not grad_map.is_contiguous(memory_format=torch.channels_last):
             grad_map = grad_map.contiguous(memory_format=torch.channels_last)
         grad_map.permute(0, 2, 3, 1).view(h * w, c).index_add_(0, index, spread)

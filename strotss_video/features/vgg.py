@@ -74,14 +74,9 @@ class VGGHypercolumns(nn.Module):
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         """image (1,3,H,W) in [0,1] -> [image, relu maps...]."""
-        x = self._normalised(image)
-        if self.autocast is None:
-            return [image] + self._walk(self.body, x)
-        # What autocast would compute (bit for bit: the same casts of input, weights and
-        # biases, the same kernels), without casting every weight at every forward: ~10%
-        # of a bfloat16 forward+backward at 256x144 on an AMX CPU (README: Performance).
-        body = self._low_precision_body(self.autocast, image.device)
-        return [image] + [m.float() for m in self._walk(body, x.to(self.autocast))]
+        body, x = self._prepared(image)
+        maps = self._walk(body, x)
+        return [image] + (maps if self.autocast is None else [m.float() for m in maps])
 
     def columns(self, image: torch.Tensor, points: torch.Tensor) -> list[torch.Tensor]:
         """Bilinear reads of ``[image, relu maps...]`` at ``points`` (N,2) -> ``[(N,C_k)]``
@@ -90,11 +85,7 @@ class VGGHypercolumns(nn.Module):
         copy of the bfloat16 maps. image (1,3,H,W) in [0,1]."""
         reader = TapReader(points)
         image, first = reader.read(image, 1)
-        x = self._normalised(image)
-        body = self.body
-        if self.autocast is not None:
-            body = self._low_precision_body(self.autocast, image.device)
-            x = x.to(self.autocast)
+        body, x = self._prepared(image)
         out = [first]
         strides = iter(self.strides[1:])
         for i, m in enumerate(body):
@@ -103,6 +94,16 @@ class VGGHypercolumns(nn.Module):
                 x, rows = reader.read(x, next(strides))
                 out.append(rows)
         return out
+
+    def _prepared(self, image: torch.Tensor) -> tuple[nn.Sequential, torch.Tensor]:
+        """The body to run (the bfloat16 copy under ``autocast``) and its normalised input."""
+        x = self._normalised(image)
+        if self.autocast is None:
+            return self.body, x
+        # What autocast would compute (bit for bit: the same casts of input, weights and
+        # biases, the same kernels), without casting every weight at every forward: ~10%
+        # of a bfloat16 forward+backward at 256x144 on an AMX CPU (README: Performance).
+        return self._low_precision_body(self.autocast, image.device), x.to(self.autocast)
 
     def _normalised(self, image: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised, channels-last (1,3,H,W)."""
