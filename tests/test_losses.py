@@ -391,6 +391,21 @@ def test_content_loss_through_unit_rows_matches_cosine_distance(dtype: torch.dty
     assert float(content_loss(unit_rows(c), self_similarity(unit_rows(c)))) == pytest.approx(0.0, abs=1e-14)
 
 
+def test_fused_content_loss_matches_autograd_through_self_similarity() -> None:
+    """The fused loss against autograd through the (N,N) expression, at a size where the
+    product runs in blocks, with a scaled upstream gradient and a second (retained) backward."""
+    x = normalised(randn(520, 12, seed=36)).requires_grad_(True)
+    target = self_similarity(normalised(randn(520, 12, seed=37)))
+    want = (self_similarity(x) - target).abs().mean() * x.shape[0]
+    (want_grad,) = torch.autograd.grad(want * 3.5, x)
+    got = content_loss(x, target)
+    torch.testing.assert_close(got, want, **TOL[F64])
+    first = torch.autograd.grad(got * 3.5, x, retain_graph=True)[0]
+    second = torch.autograd.grad(got * 3.5, x)[0]
+    torch.testing.assert_close(first, want_grad, **TOL[F64])
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Total
 # ---------------------------------------------------------------------------------------------
