@@ -391,6 +391,15 @@ def test_content_loss_through_unit_rows_matches_cosine_distance(dtype: torch.dty
     assert float(content_loss(unit_rows(c), self_similarity(unit_rows(c)))) == pytest.approx(0.0, abs=1e-14)
 
 
+def test_self_similarity_target_is_the_graph_formula_bit_for_bit() -> None:
+    x = normalised(randn(600, 9, seed=38, dtype=torch.float32))
+    with torch.no_grad():
+        target = self_similarity(x)
+    graph = self_similarity(x.clone().requires_grad_(True))
+    assert graph.requires_grad and not target.requires_grad
+    assert torch.equal(target, graph.detach())
+
+
 def test_fused_content_loss_matches_autograd_through_self_similarity() -> None:
     """The fused loss against autograd through the (N,N) expression, at a size where the
     product runs in blocks, with a scaled upstream gradient and a second (retained) backward."""

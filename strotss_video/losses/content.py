@@ -12,7 +12,11 @@ _SUM_EPS = 1e-12
 
 def self_similarity(x_unit: torch.Tensor) -> torch.Tensor:
     """Cosine-distance matrix of unit rows, each column divided by its sum. (N,D) -> (N,N)."""
-    return normalise_columns(1.0 - outer_cosine_similarity(x_unit))
+    if torch.is_grad_enabled() and x_unit.requires_grad:
+        return normalise_columns(1.0 - outer_cosine_similarity(x_unit))
+    # A target (no graph): the same arithmetic in the product's own buffer.
+    dist = symmetric_product(x_unit, rows=True).neg_().add_(1.0)
+    return dist.div_(dist.sum(0, keepdim=True).clamp_min_(_SUM_EPS))
 
 
 def normalise_columns(dist: torch.Tensor) -> torch.Tensor:
