@@ -20,7 +20,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_image import one_scale_setup  # noqa: E402
+from bench_products import median_ms  # noqa: E402
 import strotss_video.losses.total as total  # noqa: E402
 from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
 from strotss_video.losses.content import self_similarity  # noqa: E402
@@ -71,16 +71,6 @@ def palette_blocked(a: torch.Tensor, b: torch.Tensor, rows: int) -> torch.Tensor
         torch.mm(a_aug[r0:r0 + rows], b_aug_t, out=block)
         block.clamp_(1e-5 / 3.0, 1e5 / 3.0).sqrt_().addmm_(au[r0:r0 + rows], bu_t, alpha=-1.0)
     return out
-
-
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(statistics.median(times) * 1000, 2)
 
 
 def in_steps(name: str, alternative: Callable, pairs: int, iters: int) -> dict:
