@@ -400,6 +400,17 @@ def test_self_similarity_target_is_the_graph_formula_bit_for_bit() -> None:
     assert torch.equal(target, graph.detach())
 
 
+def test_target_from_a_gathered_similarity_is_the_formula_bit_for_bit() -> None:
+    """The optimiser's precomputed path: rows and columns gathered from a full similarity."""
+    from strotss_video.losses.content import normalise_columns, target_from_similarity_
+
+    x = normalised(randn(40, 6, seed=39, dtype=torch.float32))
+    sim = x @ x.t()
+    rows = torch.tensor([3, 17, 5, 29, 0, 11])
+    want = normalise_columns(1.0 - sim[rows][:, rows])
+    assert torch.equal(target_from_similarity_(sim[rows][:, rows]), want)
+
+
 def test_fused_content_loss_matches_autograd_through_self_similarity() -> None:
     """The fused loss against autograd through the (N,N) expression, at a size where the
     product runs in blocks, with a scaled upstream gradient and a second (retained) backward."""

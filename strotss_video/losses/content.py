@@ -14,8 +14,13 @@ def self_similarity(x_unit: torch.Tensor) -> torch.Tensor:
     """Cosine-distance matrix of unit rows, each column divided by its sum. (N,D) -> (N,N)."""
     if torch.is_grad_enabled() and x_unit.requires_grad:
         return normalise_columns(1.0 - outer_cosine_similarity(x_unit))
-    # A target (no graph): the same arithmetic in the product's own buffer.
-    dist = symmetric_product(x_unit, rows=True).neg_().add_(1.0)
+    return target_from_similarity_(symmetric_product(x_unit, rows=True))
+
+
+def target_from_similarity_(sim: torch.Tensor) -> torch.Tensor:
+    """A content target (no graph) from a fresh cosine-similarity matrix, in its own buffer:
+    the values of :func:`self_similarity`, bit for bit. (N,N) -> (N,N)."""
+    dist = sim.neg_().add_(1.0)
     return dist.div_(dist.sum(0, keepdim=True).clamp_min_(_SUM_EPS))
 
 

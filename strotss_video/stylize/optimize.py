@@ -23,7 +23,7 @@ from ..features.sampling import (candidate_grid, random_pixels, read_bilinear,
                                  read_bilinear_columns, read_nearest, subset)
 from ..features.vgg import FeatureExtractor
 from ..losses import LossTerms, StyleTarget, alpha_at, strotss_loss
-from ..losses.content import normalise_columns, self_similarity
+from ..losses.content import self_similarity, target_from_similarity_
 from ..losses.ops import symmetric_product, unit_rows
 from ..tensorops import resize, resize_labels, scaled_size
 from .guidance import Guidance
@@ -509,7 +509,7 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         a = torch.cat(columns, dim=1)
         with torch.no_grad():
             if content_sim is not None:
-                target = normalise_columns(1.0 - content_sim[crow][:, crow])
+                target = target_from_similarity_(content_sim[crow][:, crow])
             else:
                 target = self_similarity(content_unit[crow])
         terms = strotss_loss(a, target, targets, step.alpha,
