@@ -65,7 +65,20 @@ def _pattern(h: int, w: int, seed: int, device: torch.device) -> torch.Tensor:
 
 def floor_terms(extractor: torch.nn.Module, size: tuple[int, int], cfg: StrotssConfig,
                 dim: int, device: torch.device, repeats: int) -> dict[str, float]:
-    """Time the unavoidable work of one iteration, each piece alone."""
+    """Time the unavoidable work of one iteration, each piece alone: the median of each
+    piece's ``repeats`` timings, and their sum (``total``)."""
+    out = {name: statistics.median(times) for name, times in
+           floor_samples(extractor, size, cfg, dim, device, repeats).items()}
+    out["total"] = sum(out.values())
+    return out
+
+
+def floor_samples(extractor: torch.nn.Module, size: tuple[int, int], cfg: StrotssConfig,
+                  dim: int, device: torch.device, repeats: int) -> dict[str, list[float]]:
+    """``repeats`` timings of each floor piece alone, the pieces taken in turn (one of each per
+    round, after two untimed rounds), so that a machine whose speed drifts during the
+    measurement slows every piece alike (since session 17; before, each piece's timings were
+    taken back to back)."""
     image = torch.rand(1, 3, *size, device=device, requires_grad=True)
 
     def vgg() -> None:
@@ -81,26 +94,40 @@ def floor_terms(extractor: torch.nn.Module, size: tuple[int, int], cfg: StrotssC
 
     # The products alone: forward X^T X (D,D) or X X^T (N,N), backward one product with the
     # incoming gradient (the symmetrisation of that gradient is not a product: not floor).
+    # Each writes into an output allocated once: a fresh (N,M) output is a new mapping that
+    # every call faults in (~7 ms of a 70 ms product on a 2-core CPU), which is not the
+    # product's work (since session 17; the step keeps its cost matrices in one buffer too).
+    out_nm = torch.empty(n, m, device=device)
+    out_dd = torch.empty(dim, dim, device=device)
+    out_nn = torch.empty(n, n, device=device)
+    out_nd = torch.empty(n, dim, device=device)
+
     @torch.no_grad()
     def cost() -> None:
-        torch.mm(a, b_t)
+        torch.mm(a, b_t, out=out_nm)
 
     @torch.no_grad()
     def cov() -> None:
-        torch.mm(x.t(), x)
-        torch.mm(x, g_cov)
+        torch.mm(x.t(), x, out=out_dd)
+        torch.mm(x, g_cov, out=out_nd)
 
     @torch.no_grad()
     def ss() -> None:
-        torch.mm(x, x.t())
-        torch.mm(g_ss, x)
+        torch.mm(x, x.t(), out=out_nn)
+        torch.mm(g_ss, x, out=out_nd)
 
-    out = {name: _median_time(fn, device, repeats)
-           for name, fn in (("vgg_forward_backward", vgg), ("cost_matrix_forward", cost),
-                            ("covariance_forward_backward", cov),
-                            ("self_similarity_forward_backward", ss))}
-    out["total"] = sum(out.values())
-    return out
+    pieces = (("vgg_forward_backward", vgg), ("cost_matrix_forward", cost),
+              ("covariance_forward_backward", cov), ("self_similarity_forward_backward", ss))
+    times: dict[str, list[float]] = {name: [] for name, _ in pieces}
+    for r in range(repeats + 2):
+        for name, fn in pieces:
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if r >= 2:
+                times[name].append(time.perf_counter() - start)
+    return times
 
 
 def one_scale_setup(extractor: torch.nn.Module, size: tuple[int, int], cfg: StrotssConfig,

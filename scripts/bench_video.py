@@ -29,13 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
-from bench_image import floor_terms  # noqa: E402
+from bench_image import floor_samples  # noqa: E402
 from conftest import pattern_image, save_rgb  # noqa: E402
 from media import make_clip  # noqa: E402
 
 from strotss_video.config import build_config, flag_overrides  # noqa: E402
 from strotss_video.features import sampling  # noqa: E402
-from strotss_video.pipeline.runtime import load_extractor, resolve_device  # noqa: E402
+from strotss_video.io.video import probe  # noqa: E402
+from strotss_video.pipeline.chain import processing_size  # noqa: E402
+from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
 from strotss_video.pipeline.video import stylize_video  # noqa: E402
 
 
@@ -88,6 +90,18 @@ def main() -> None:
     style = Path(args.style) if args.style else save_rgb(tmp / "style.png",
                                                          pattern_image(512, 512, seed=2))
     device = resolve_device(args.device)
+    # The floor is timed before the run and again after it, and the two pooled: a machine
+    # whose speed drifts over the minutes of the run then gives a floor from the same window
+    # as the steps (a floor timed after the run alone moved by up to 30% between runs of
+    # this command on a shared 2-core CPU, session 17).
+    from strotss_video.config import StrotssConfig
+    # As the pipeline will set it up (precision: bfloat16 VGG16 for mixed; the CPU products
+    # for fast), so that the floor before the run times the same arithmetic as after it.
+    model, _ = extractor_for(base.runtime, device, None, False)
+    info = probe(clip)
+    ph, pw = processing_size(info.height, info.width, base.strotss.max_size)
+    floor_repeats = 50 if device.type == "cuda" else 5
+    before = floor_samples(model, (ph, pw), base.strotss, model.dim, device, floor_repeats)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
@@ -119,11 +133,15 @@ def main() -> None:
     flow = share("flow_seconds")
     io = share("io_seconds") + (summary["plan_seconds"] + summary["assemble_seconds"]) / wall
 
-    model = load_extractor(base.runtime, device, progress=False).model
-    ph, pw = summary["processing_size"][1], summary["processing_size"][0]
-    from strotss_video.config import StrotssConfig
-    floor = floor_terms(model, (ph, pw), StrotssConfig(**cfg["strotss"]), model.dim, device,
-                        repeats=50 if device.type == "cuda" else 5)
+    assert (pw, ph) == tuple(summary["processing_size"]), "floor sized for another frame size"
+    after = floor_samples(model, (ph, pw), StrotssConfig(**cfg["strotss"]), model.dim, device,
+                          floor_repeats)
+
+    def medians(samples: dict[str, list[float]]) -> dict[str, float]:
+        out = {k: statistics.median(v) for k, v in samples.items()}
+        out["total"] = sum(out.values())
+        return out
+    floor = medians({k: before[k] + after[k] for k in before})
     pipeline_iter = _median(warm_iter) or _median(per_scale.get(final_side, []))
 
     # Projection onto the configured schedule (the measured run may use fewer steps).
@@ -174,6 +192,7 @@ def main() -> None:
         "gpu_mib_allocated_and_peak_by_frame": [f.get("gpu_mib") for f in frames]
         if device.type == "cuda" else None,
         "floor_seconds": floor,
+        "floor_seconds_before_and_after_run": [medians(before)["total"], medians(after)["total"]],
         "ratio_iteration_to_floor": pipeline_iter / floor["total"] if pipeline_iter else None,
         "projected_schedule": {"cold_iters_per_scale": full.strotss.iters,
                                "scales": sides, "warm_iters": full.temporal.warm_iters},

@@ -17,7 +17,8 @@ import torch
 from strotss_video.losses import (StyleTarget, alpha_at, combine, content_loss, moment_loss, moments,
                                   relaxed_emd, remd_cosine, remd_palette, self_similarity,
                                   strotss_loss)
-from strotss_video.losses.ops import gram, outer_cosine_similarity, symmetric_product, unit_rows
+from strotss_video.losses.ops import (covariance_gap_sign, gram, outer_cosine_similarity,
+                                      symmetric_product, unit_rows)
 from strotss_video.losses.style import _palette_matrix, cosine_cost_matrix, cosine_cost_pairs
 
 PairFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -315,16 +316,42 @@ def test_moment_loss_gradient_at_scale(dtype: torch.dtype) -> None:
     assert_value_and_grad(lambda t: moment_loss(t, mu_b, cov_b), plain, x, dtype)
 
 
+@pytest.mark.parametrize("d", [257, 1100])
+def test_covariance_gap_sign_matches_the_plain_difference(d: int) -> None:
+    """One block (257 dims) and 4x4 uneven blocks (1100): the signs of every entry of
+    ``xc^T xc / n - cov`` and the sum of its absolute values, from the upper blocks only."""
+    n = 300
+    xc = randn(n, d, seed=41)
+    xc = xc - xc.mean(0)
+    cov = moments(randn(400, d, seed=42) * 0.8)[1]
+    diff = xc.t() @ xc / n - cov
+    for dtype, tol in ((F64, 1e-12), (torch.float32, 2e-6)):
+        sign, total = covariance_gap_sign(xc.to(dtype), cov.to(dtype), float(n))
+        assert sign.dtype == dtype and sign.shape == (d, d)
+        # Entries within rounding of zero may take either sign in float32.
+        clear = diff.abs() > 1e-4
+        assert torch.equal(sign.to(F64)[clear], diff.sign()[clear])
+        assert clear.float().mean() > 0.99
+        assert abs(float(total) / float(diff.abs().sum()) - 1.0) < tol
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_symmetric_product_in_blocks_equals_the_product(dtype: torch.dtype) -> None:
     """600 rows, 1100 columns: 2x2 blocks for x x^T and 4x4 for x^T x (and a size that does
-    not divide evenly); each block is the plain product's, and the result exactly symmetric."""
+    not divide evenly); each block is the plain product's, and the result exactly symmetric
+    (``exact=False``: the blocks off the diagonal still are mirrored exactly)."""
     x = randn(600, 1100, seed=31).to(dtype)
     for rows, want in ((True, x @ x.t()), (False, x.t() @ x)):
-        got = symmetric_product(x, rows)
-        assert got.shape == want.shape and torch.equal(got, got.t())
-        torch.testing.assert_close(got, want, rtol=1e-12 if dtype == F64 else 1e-5,
-                                   atol=1e-9 if dtype == F64 else 1e-3)
+        for exact in (True, False):
+            got = symmetric_product(x, rows, exact)
+            assert got.shape == want.shape
+            torch.testing.assert_close(got, want, rtol=1e-12 if dtype == F64 else 1e-5,
+                                       atol=1e-9 if dtype == F64 else 1e-3)
+            if exact:
+                assert torch.equal(got, got.t())
+            else:
+                half = got.shape[0] // 2
+                assert torch.equal(got[half:, :half], got[:half, half:].t())
     # Through the losses that use it: a covariance of 520 dims (2x2 blocks).
     a = randn(200, 520, seed=32).to(dtype)
     mu_b, cov_b = moments(randn(300, 520, seed=33).to(dtype) * 0.5)
@@ -472,6 +499,35 @@ def test_strotss_loss_single_region_equals_combined_terms(alpha: float) -> None:
                                                  alpha).total,
                           lambda t: combine(alpha, content_loss(unit_rows(t), target),
                                             *_separate_terms(t, b)), a)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cost_matrices_in_a_kept_scratch_buffer_change_nothing(dtype: torch.dtype) -> None:
+    """Both relaxed EMDs writing their (N,M) matrix into one caller's buffer, as the optimiser
+    does on CPU: the same loss terms and gradient bit for bit, whatever the buffer held; a
+    buffer of another shape (a region's points) is ignored."""
+    a, c, b = rand(20, 7, seed=44), rand(20, 7, seed=45), rand(30, 7, seed=46)
+    a, c, b = a.to(dtype), c.to(dtype), b.to(dtype)
+    target = self_similarity(unit_rows(c))
+    style = StyleTarget.from_hypercolumns(b)
+    results = []
+    for scratch in (None, torch.full((20, 30), float("nan"), dtype=dtype),
+                    torch.empty(19, 30, dtype=dtype)):
+        x = a.clone().requires_grad_(True)
+        terms = strotss_loss(x, target, [style], 4.0, scratch=scratch)
+        terms.total.backward()
+        results.append((terms, x.grad))
+        if scratch is not None and scratch.shape == (20, 30):
+            assert not torch.isnan(scratch).any()  # it was used
+    for terms, grad in results[1:]:
+        for name in ("total", "content", "remd", "moment", "palette"):
+            assert torch.equal(getattr(terms, name), getattr(results[0][0], name)), name
+        assert torch.equal(grad, results[0][1])
+    # Each relaxed EMD alone, with the buffer.
+    buf = torch.empty(20, 30, dtype=dtype)
+    au, bu = unit_rows(a), unit_rows(b)
+    assert torch.equal(remd_cosine(au, bu, out=buf), remd_cosine(au, bu))
+    assert torch.equal(remd_palette(a[:, :3], b[:, :3], out=buf), remd_palette(a[:, :3], b[:, :3]))
 
 
 @pytest.mark.parametrize("labels,n_styles", [((0, 1), 2), ((0, 2), 3)],

@@ -14,7 +14,8 @@ def self_similarity(x_unit: torch.Tensor) -> torch.Tensor:
     """Cosine-distance matrix of unit rows, each column divided by its sum. (N,D) -> (N,N)."""
     if torch.is_grad_enabled() and x_unit.requires_grad:
         return normalise_columns(1.0 - outer_cosine_similarity(x_unit))
-    return target_from_similarity_(symmetric_product(x_unit, rows=True))
+    # As outer_cosine_similarity's: the targets equal the graph's values bit for bit.
+    return target_from_similarity_(symmetric_product(x_unit, rows=True, exact=False))
 
 
 def target_from_similarity_(sim: torch.Tensor) -> torch.Tensor:
@@ -42,7 +43,9 @@ class _ContentL1(torch.autograd.Function):
     def forward(ctx: torch.autograd.function.FunctionCtx, x_unit: torch.Tensor,
                 target: torch.Tensor) -> torch.Tensor:
         n = x_unit.shape[0]
-        neg_dist = symmetric_product(x_unit, rows=True).sub_(1.0)
+        # Column sums and signs of the whole matrix, and both of its transposes in the
+        # backward: nothing relies on exact symmetry.
+        neg_dist = symmetric_product(x_unit, rows=True, exact=False).sub_(1.0)
         sums = neg_dist.sum(0).neg_()
         live = sums > _SUM_EPS
         sums.clamp_min_(_SUM_EPS)

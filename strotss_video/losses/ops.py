@@ -21,18 +21,21 @@ def _blocks(size: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def symmetric_product(x: torch.Tensor, rows: bool) -> torch.Tensor:
-    """``x x^T`` (N,N) if ``rows`` else ``x^T x`` (D,D), for x (N,D); exactly symmetric on CPU.
+def symmetric_product(x: torch.Tensor, rows: bool, exact: bool = True) -> torch.Tensor:
+    """``x x^T`` (N,N) if ``rows`` else ``x^T x`` (D,D), for x (N,D); exactly symmetric on CPU
+    when ``exact``.
 
     On CPU the blocks on and above the diagonal are multiplied straight into the result and
     mirrored below it: with 4x4 blocks, 10/16 of the product's multiply-adds; 0.77x the time of
-    one product for 1024 x 2179 on a 2-core CPU (scripts/bench_products.py). On CUDA, where a
-    step is bound by kernel launches, one product."""
+    one product for 1024 x 2179 on a 2-core CPU (scripts/bench_products.py). Some GEMM kernels
+    (AVX2-only) sum (i,j) and (j,i) of a diagonal block in different orders; ``exact`` mirrors
+    each diagonal block's upper triangle too (four passes over it), for callers that rely on
+    exact symmetry. On CUDA, where a step is bound by kernel launches, one product."""
     size = x.shape[0] if rows else x.shape[1]
     blocks = _blocks(size)
     if x.is_cuda or len(blocks) == 1:
         full = torch.mm(x, x.t()) if rows else torch.mm(x.t(), x)
-        return full if x.is_cuda else _mirror_upper(full)
+        return _mirror_upper(full) if exact and not x.is_cuda else full
     out = x.new_empty(size, size)
 
     def part(a: int, b: int) -> torch.Tensor:
@@ -42,10 +45,38 @@ def symmetric_product(x: torch.Tensor, rows: bool) -> torch.Tensor:
         for b0, b1 in blocks[i:]:
             torch.mm(part(a0, a1), part(b0, b1).t(), out=out[a0:a1, b0:b1])
     for i, (a0, a1) in enumerate(blocks):
-        _mirror_upper(out[a0:a1, a0:a1])
+        if exact:
+            _mirror_upper(out[a0:a1, a0:a1])
         for b0, b1 in blocks[i + 1:]:
             out[b0:b1, a0:a1].copy_(out[a0:a1, b0:b1].t())
     return out
+
+
+def covariance_gap_sign(xc: torch.Tensor, cov: torch.Tensor, n: float
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sign(xc^T xc / n - cov)`` (D,D) and ``sum|xc^T xc / n - cov|`` (scalar), for centred
+    rows xc (N,D) and a symmetric cov (D,D).
+
+    Each block on and above the diagonal is one GEMM that also subtracts ``n cov`` (its beta
+    term, no pass of its own); the scale 1/n changes no sign and is applied to the sum alone.
+    Only the upper blocks are summed (twice for those off the diagonal) and only their signs are
+    mirrored below: no mirrored difference. A diagonal block's two triangles keep their own
+    signs, which can differ only where the difference is zero to rounding. On CUDA, one GEMM."""
+    d = xc.shape[1]
+    blocks = [(0, d)] if xc.is_cuda else _blocks(d)
+    out = xc.new_empty(d, d)
+    sums = []
+    for i, (a0, a1) in enumerate(blocks):
+        for j, (b0, b1) in enumerate(blocks[i:], start=i):
+            block = out[a0:a1, b0:b1]
+            torch.addmm(cov[a0:a1, b0:b1], xc[:, a0:a1].t(), xc[:, b0:b1], beta=-n, out=block)
+            part = torch.linalg.vector_norm(block, 1)
+            sums.append(part if i == j else part * 2.0)
+            block.sign_()
+            if j > i:
+                out[b0:b1, a0:a1].copy_(block.t())
+    total = sums[0] if len(sums) == 1 else torch.stack(sums).sum()
+    return out, total / n
 
 
 def _mirror_upper(square: torch.Tensor) -> torch.Tensor:
@@ -112,7 +143,8 @@ class _OuterGram(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return symmetric_product(x, rows=True)
+        # The backward sums G and G^T itself: it needs no exact symmetry.
+        return symmetric_product(x, rows=True, exact=False)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]

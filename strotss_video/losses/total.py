@@ -73,22 +73,34 @@ def combine(alpha: float, l_c: torch.Tensor, l_r: torch.Tensor, l_m: torch.Tenso
 
 def strotss_loss(a: torch.Tensor, content_target: torch.Tensor, styles: list[StyleTarget],
                  alpha: float, regions: torch.Tensor | None = None,
-                 rgb: torch.Tensor | None = None) -> LossTerms:
+                 rgb: torch.Tensor | None = None,
+                 scratch: torch.Tensor | None = None) -> LossTerms:
     """The STROTSS loss at sampled points.
 
     a (N,D) output hypercolumns (with grad); content_target (N,N) the content's
     :func:`self_similarity` at the same points; ``styles[r]`` the target of region r;
     ``regions`` (N,) long region of each point (None: one region). Style terms are averaged over
     the regions present among the points. ``rgb`` (N,3), optional, is ``a[:, :3]`` as its own
-    tensor (``a`` concatenated from it), so the palette gradient skips the (N,D) matrix."""
+    tensor (``a`` concatenated from it), so the palette gradient skips the (N,D) matrix.
+    ``scratch`` (N,M) float32, optional, holds each relaxed EMD's cost matrix in turn (one
+    region only): a caller that keeps it across steps saves the fresh (N,M) mappings a step
+    would otherwise fault in (glibc maps blocks of this size anew on every allocation)."""
     rgb = a[:, :3] if rgb is None else rgb
     a_unit = unit_rows(a)
     l_c = content_loss(a_unit, content_target)
     if regions is None:
-        groups = [(styles[0], slice(None))]
-    else:
-        groups = [(s, (regions == r).nonzero().squeeze(1)) for r, s in enumerate(styles)]
-        groups = [(s, idx) for s, idx in groups if idx.numel() > 0]
+        # The whole tensors, not views: a view's backward would build a zero (N,D) gradient
+        # and copy into it, then be added to the others (~3 ms a step at 1024 x 2179 on CPU).
+        style = styles[0]
+        if scratch is not None and scratch.shape != (a.shape[0], style.unit.shape[0]):
+            scratch = None
+        l_r = remd_cosine(a_unit, style.unit, style.unit_t, out=scratch)
+        l_m = moment_loss(a, style.mean, style.cov)
+        l_p = remd_palette(rgb, style.rgb, out=scratch)
+        return LossTerms(total=combine(alpha, l_c, l_r, l_m, l_p), content=l_c, remd=l_r,
+                         moment=l_m, palette=l_p)
+    groups = [(s, (regions == r).nonzero().squeeze(1)) for r, s in enumerate(styles)]
+    groups = [(s, idx) for s, idx in groups if idx.numel() > 0]
     l_r = l_m = l_p = a.new_zeros(())
     for style, idx in groups:
         l_r = l_r + remd_cosine(a_unit[idx], style.unit, style.unit_t)

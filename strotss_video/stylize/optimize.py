@@ -449,7 +449,7 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         content_unit = unit_rows(read_bilinear(extractor(content), strides, read_at, "grid_sample"))
         # When it is less work than a product per step, all the pairwise similarities are
         # computed once and each step's target is a gather.
-        content_sim = symmetric_product(content_unit, rows=True) \
+        content_sim = symmetric_product(content_unit, rows=True, exact=False) \
             if _precompute_similarity(content_unit.shape[0], cfg.output_points, step.iters) \
             else None
     candidates_dev = candidates.to(device)
@@ -485,6 +485,13 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
     tapped: Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]] | None = \
         getattr(extractor, "columns", None) if device.type == "cpu" else None
 
+    # The relaxed EMDs' (N,M) cost matrices, one after the other in one buffer kept for the
+    # scale: allocated anew, each (20 MiB at the default counts) is a fresh mapping that every
+    # step faults in again on CPU (paired steps at 256x144: RESULT). CUDA's caching
+    # allocator reuses blocks already.
+    scratch = torch.empty(min(cfg.output_points, candidates.shape[0]), targets[0].unit.shape[0],
+                          device=device) if device.type == "cpu" and guidance is None else None
+
     def body(idx: torch.Tensor, crow: torch.Tensor,
              marks: list[object] | None) -> LossTerms:
         """One optimisation step at points ``idx`` (content rows ``crow``); no host sync, so
@@ -492,21 +499,29 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
         image = image_of()
         if marks is not None:
             marks.append(clock.mark())
+        roots: list[torch.Tensor]
         if tapped:
             live = tapped(image, candidates_dev[idx])
-            columns = [c.detach().requires_grad_(True) for c in live]
             if marks is not None:
                 marks.append(clock.mark())
-            roots: list[torch.Tensor] = list(live)
-            grad_of = columns
+            # The hypercolumns as one leaf, and the colours as their own (the palette's
+            # gradient then skips the (N,D) matrix): the loss's gradient arrives as one (N,D)
+            # tensor whose column blocks go to the taps as they are, with no concatenation
+            # backward and no copies into per-layer leaves.
+            with torch.no_grad():
+                a = torch.cat(live, dim=1)
+            a.requires_grad_(True)
+            rgb = live[0].detach().requires_grad_(True)
+            roots = list(live)
         else:
             maps = extractor(image)
             if marks is not None:
                 marks.append(clock.mark())
             leaves = [m.detach().requires_grad_(True) for m in maps]
             columns = read_bilinear_columns(leaves, strides, candidates_dev[idx], read)
-            roots, grad_of = list(maps), leaves
-        a = torch.cat(columns, dim=1)
+            roots = list(maps)
+            a = torch.cat(columns, dim=1)
+            rgb = columns[0]
         with torch.no_grad():
             if content_sim is not None:
                 target = target_from_similarity_(content_sim[crow][:, crow])
@@ -514,13 +529,20 @@ def _optimise_scale(canvas: torch.Tensor, content: torch.Tensor, targets: list[S
                 target = self_similarity(content_unit[crow])
         terms = strotss_loss(a, target, targets, step.alpha,
                              point_regions[idx] if point_regions is not None else None,
-                             rgb=columns[0])
+                             rgb=rgb, scratch=scratch)
         terms.total.backward()
         extra = pixel_loss(image) if pixel_loss is not None else None
         if marks is not None:
             marks.append(clock.mark())
         # Second half of the backward pass: through VGG into the pyramid.
-        grads: list[torch.Tensor | None] = [leaf.grad for leaf in grad_of]
+        grads: list[torch.Tensor | None]
+        if tapped:
+            grad_a = a.grad
+            assert grad_a is not None and rgb.grad is not None
+            grad_a[:, :rgb.shape[1]] += rgb.grad
+            grads = list(torch.split(grad_a, [c.shape[1] for c in live], dim=1))
+        else:
+            grads = [leaf.grad for leaf in leaves]
         if extra is not None:
             roots.append(extra)
             grads.append(None)
