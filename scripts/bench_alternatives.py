@@ -106,9 +106,9 @@ def strotss_loss_views(a: torch.Tensor, content_target: torch.Tensor, styles: li
                            remd=l_r, moment=l_m, palette=l_p)
 
 
-class _MomentMirrored(torch.autograd.Function):
+class _MomentMirrored(style_module._MomentL1):
     """The moment loss as before session 17: the whole mirrored covariance, divided by n,
-    the target subtracted, then its norm and sign in separate passes."""
+    the target subtracted, then its norm and sign in separate passes (the same backward)."""
 
     @staticmethod
     def forward(ctx, a, mu_b, cov_b):  # type: ignore[no-untyped-def, override]
@@ -120,14 +120,6 @@ class _MomentMirrored(torch.autograd.Function):
         loss = mu_diff.abs().mean() + torch.linalg.vector_norm(diff, 1) / diff.numel()
         ctx.save_for_backward(xc, diff.sign_(), mu_diff.sign_())
         return loss
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
-        xc, sign, mu_sign = ctx.saved_tensors
-        n, d = xc.shape
-        grad_a = torch.mm(xc, sign).mul_(grad * (2.0 / (n * d * d)))
-        grad_a.add_(mu_sign * (grad / (n * d)))
-        return grad_a, None, None
 
 
 def moment_mirrored(a: torch.Tensor, mu_b: torch.Tensor, cov_b: torch.Tensor) -> torch.Tensor:
