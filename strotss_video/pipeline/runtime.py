@@ -31,11 +31,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'mixed' on CUDA (measured on an H100: warm 512 px frames 0.65 -> 0.38 s) and
-    on CPUs with native bfloat16 (same losses within ~1%, warm frames ~1.35x faster; README:
-    Performance), else 'float32'. 'fast' stays 'fast' on CPUs with native bfloat16 and is
-    resolved as 'auto' elsewhere."""
-    if precision == "fast" and device.type == "cpu" and native_bfloat16():
+    """'auto' -> 'mixed' on CUDA and on CPUs with native bfloat16 (AMX or AVX512-BF16), else
+    'float32'. 'fast' stays 'fast' on CPUs whose oneDNN really computes float32 products from
+    bfloat16-rounded inputs (:func:`bfloat16_products`; AMX Xeons), and is resolved as 'auto'
+    elsewhere, where it would change nothing."""
+    if precision == "fast" and device.type == "cpu" and native_bfloat16() and bfloat16_products():
         return "fast"
     if precision not in ("auto", "fast"):
         return precision
@@ -48,9 +48,39 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def native_bfloat16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AMX or AVX512-BF16)."""
+    """Whether this process computes in bfloat16 natively: the CPU has AMX or AVX512-BF16 and
+    PyTorch's kernels are not limited below AVX512 (``ATEN_CPU_CAPABILITY=avx2`` limits them)."""
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")()
+    if not str(capability).upper().startswith("AVX512"):
+        return False
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or
                 getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+_bfloat16_products: bool | None = None
+
+
+def bfloat16_products() -> bool:
+    """Whether asking oneDNN for bfloat16 float32 products (:func:`set_cpu_products`) rounds
+    their inputs on this CPU. oneDNN may keep exact float32 kernels (it does on AVX512-BF16
+    CPUs without AMX): there 'fast' would only be 'mixed'. Probed once per process."""
+    global _bfloat16_products
+    if _bfloat16_products is None:
+        matmul = getattr(torch.backends.mkldnn, "matmul", None)
+        if matmul is None or not hasattr(matmul, "fp32_precision"):
+            _bfloat16_products = False
+        else:
+            before = matmul.fp32_precision
+            try:
+                matmul.fp32_precision = "bf16"
+                # 1 + 2^-10 is exact in float32 and rounds to 1 in bfloat16 (8 significant
+                # bits): 256 such products sum to 256 exactly, or to 256.25 without rounding.
+                ones = torch.ones(128, 256)
+                product = torch.mm(ones + 2.0 ** -10, ones.T)
+                _bfloat16_products = bool(product[0, 0] == 256.0)
+            finally:
+                matmul.fp32_precision = before
+    return _bfloat16_products
 
 
 def set_cpu_products(bfloat16: bool) -> None:
