@@ -57,7 +57,7 @@ def _positive_float(text: str) -> float:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("configuration")
-    g.add_argument("--preset", help=f"named preset from configs/ ({', '.join(available_presets())})")
+    g.add_argument("--preset", help=f"named preset ({', '.join(available_presets())})")
     g.add_argument("--config", metavar="FILE.yaml", help="YAML file overriding the preset")
     g.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration as YAML and exit")

@@ -1,6 +1,6 @@
 """The one source of configuration: frozen dataclasses with defaults and validation.
 
-YAML presets (``configs/NAME.yaml``), a ``--config FILE.yaml`` and CLI flags only override
+YAML presets (``strotss_video/presets/NAME.yaml``), a ``--config FILE.yaml`` and CLI flags only override
 these defaults, in the order default < preset < config file < flag.  Every count in the STROTSS
 reference (points, iterations, scales, pyramid levels) is a field whose default is the
 reference value, so tests and previews shrink them here, never in the code.
@@ -17,7 +17,8 @@ import yaml
 
 from .errors import ConfigError
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+"""The named presets, shipped as package data (so a wheel has them too)."""
 
 
 def _positive(name: str, value: float) -> None:
