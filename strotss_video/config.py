@@ -9,6 +9,7 @@ reference value, so tests and previews shrink them here, never in the code.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -340,7 +341,7 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any], origin: str) -
     return replace(config, **sections)
 
 
-def load_yaml(path: str | Path, what: str = "config file",
+def load_yaml(path: str | os.PathLike[str], what: str = "config file",
               hint: str = "pass an existing YAML file to --config",
               fix: str = "fix the file or drop --config") -> Any:
     """Read YAML with ``safe_load`` (never arbitrary objects); an empty file is an empty
@@ -368,7 +369,7 @@ def load_preset(name: str) -> dict[str, Any]:
     return load_yaml(path)
 
 
-def build_config(preset: str | None = None, config_file: str | Path | None = None,
+def build_config(preset: str | None = None, config_file: str | os.PathLike[str] | None = None,
                  flags: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
     """Resolve the configuration: default < preset < config file < flags."""
     config = Config()

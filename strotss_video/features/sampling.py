@@ -7,7 +7,7 @@ independently, which breaks region masks)."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +132,7 @@ class _BilinearRows(torch.autograd.Function):
     the backward is one ``index_add`` of weighted rows into a zero map of the same layout."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, fmap: torch.Tensor, index: torch.Tensor,
+    def forward(ctx: Any, fmap: torch.Tensor, index: torch.Tensor,
                 weights: torch.Tensor) -> torch.Tensor:
         _, c, h, w = fmap.shape
         rows = fmap.permute(0, 2, 3, 1).reshape(h * w, c)  # a copy only for an NCHW map
@@ -147,7 +147,7 @@ class _BilinearRows(torch.autograd.Function):
         return out  # (N,C)
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
         index, weights = ctx.saved_tensors
         h, w, c = ctx.map_shape
         spread = (grad.unsqueeze(0) * weights).view(-1, c)  # (4N,C)
@@ -189,7 +189,7 @@ class _TapRows(torch.autograd.Function):
     :class:`TapReader`); the backward adds the rows' gradient into the map's in place."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, fmap: torch.Tensor, index: torch.Tensor,
+    def forward(ctx: Any, fmap: torch.Tensor, index: torch.Tensor,
                 weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _, c, h, w = fmap.shape
         rows = fmap.permute(0, 2, 3, 1).reshape(h * w, c)  # a copy only for an NCHW map
@@ -207,7 +207,7 @@ class _TapRows(torch.autograd.Function):
         return fmap[...], out
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_map: torch.Tensor | None,
+    def backward(ctx: Any, grad_map: torch.Tensor | None,
                  grad_rows: torch.Tensor | None):  # type: ignore[override]
         if grad_rows is None:
             return grad_map, None, None

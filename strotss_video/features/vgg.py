@@ -50,6 +50,8 @@ class VGGHypercolumns(nn.Module):
                 m.inplace = False  # the outputs are kept as hypercolumn sources
         body.eval().requires_grad_(False)
         self.body = body
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         strides, channels, stride, ch = [1], [3], 1, 3
@@ -148,4 +150,4 @@ def build_vgg_hypercolumns(state_dict: dict[str, torch.Tensor], device: torch.de
     features = make_layers(cfgs["D"], batch_norm=False)
     features.load_state_dict(state_dict, strict=True)
     model = VGGHypercolumns(features, layers)
-    return model.to(device=device, memory_format=torch.channels_last)
+    return model.to(device).to(memory_format=torch.channels_last)

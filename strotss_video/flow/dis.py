@@ -31,12 +31,13 @@ class DISFlow:
             raise UsageError(f"unknown DIS preset {preset!r}; use one of {', '.join(DIS_PRESETS)}")
         self.preset = preset
         self.name = f"dis-{preset}"
-        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+        self._dis = cv2.DISOpticalFlow.create(DIS_PRESETS[preset])
 
     def __call__(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W), (B,3,H,W) RGB [0,1] -> (B,2,H,W) float32 pixels, on first's device."""
         check_pair(first, second)
         flows: list[np.ndarray] = []
         for g0, g1 in zip(to_gray_u8(first), to_gray_u8(second)):
-            flows.append(self._dis.calc(g0, g1, None))
+            # The stubs want a flow array; None asks OpenCV for a new one.
+            flows.append(self._dis.calc(g0, g1, None))  # type: ignore[call-overload]
         return flow_from_numpy(flows, first.device)

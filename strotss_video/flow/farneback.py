@@ -3,6 +3,8 @@ with a flow different from the one the stylisation used)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ class FarnebackFlow:
 
     def __init__(self, *, levels: int = 5, winsize: int = 21, iterations: int = 5,
                  poly_n: int = 5, poly_sigma: float = 1.1) -> None:
-        self.params = dict(pyr_scale=0.5, levels=levels, winsize=winsize, iterations=iterations,
+        self.params: dict[str, Any] = dict(pyr_scale=0.5, levels=levels, winsize=winsize, iterations=iterations,
                            poly_n=poly_n, poly_sigma=poly_sigma, flags=0)
 
     def __call__(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .ops import outer_cosine_similarity, plus_transpose, symmetric_product
@@ -40,7 +42,7 @@ class _ContentL1(torch.autograd.Function):
     share), ``dL/dS_ij = (sg_ij + c_j) / (s_j N)`` and ``dL/dX = (G + G^T) X``."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x_unit: torch.Tensor,
+    def forward(ctx: Any, x_unit: torch.Tensor,
                 target: torch.Tensor) -> torch.Tensor:
         n = x_unit.shape[0]
         # Column sums and signs of the whole matrix, and both of its transposes in the
@@ -58,7 +60,7 @@ class _ContentL1(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
         x_unit, sg, share, sums = ctx.saved_tensors
         # Out of place: a second backward (retain_graph) finds sg intact. The scale rides on
         # the (N,) divisor, not on an (N,N) or (N,D) pass.

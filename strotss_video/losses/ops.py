@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -93,13 +95,13 @@ class _SymmetricGram(torch.autograd.Function):
     is symmetric in X, so one suffices."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, n: float) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, n: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.n = n
         return symmetric_product(x, rows=False).div_(n)
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return torch.mm(x, plus_transpose(grad)).div_(ctx.n), None
 
@@ -113,7 +115,7 @@ class _UnitRows(torch.autograd.Function):
     """Row normalisation with a three-pass backward: ``dx = (dy - y (dy.y)) / |x|``."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, eps: float) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
         norm = x.norm(dim=1, keepdim=True).clamp_min_(eps)
         y = x / norm
         ctx.save_for_backward(y, norm)
@@ -121,7 +123,7 @@ class _UnitRows(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, dy: torch.Tensor):  # type: ignore[override]
         y, norm = ctx.saved_tensors
         # Rows shorter than eps were divided by the constant eps: no projection for them.
         dot = (dy * y).sum(1, keepdim=True).mul_(norm > ctx.eps)
@@ -141,13 +143,13 @@ class _OuterGram(torch.autograd.Function):
     then runs across the layout: about 20x slower than a sum in one layout."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         # The backward sums G and G^T itself: it needs no exact symmetry.
         return symmetric_product(x, rows=True, exact=False)
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return torch.mm(plus_transpose(grad), x)
 

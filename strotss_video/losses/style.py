@@ -8,7 +8,7 @@ the same value and gradient as differentiating through ``min``, at a fraction of
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -70,6 +70,7 @@ def remd_cosine(a_unit: torch.Tensor, b_unit: torch.Tensor,
     product's operand (computed once per style). ``branchless`` (default: on CUDA) builds
     both partners and selects on the device: no host sync, same value and gradient. ``out``
     (N,M), optional, is scratch space for the similarity matrix (overwritten)."""
+    count: torch.Tensor | float
     with torch.no_grad():
         if b_unit_t is None:
             b_unit_t = b_unit.t().contiguous()
@@ -92,9 +93,9 @@ def remd_cosine(a_unit: torch.Tensor, b_unit: torch.Tensor,
             # indices 2.7 ms, a row max 1.5 ms, maxima alone 0.5-0.6 ms.)
             col_max, col_arg = sim.max(dim=0)
             if sim.amax(dim=1).mean() <= col_max.mean():
-                partner, count = b_unit.index_select(0, sim.max(dim=1).indices), n
+                partner, count = b_unit.index_select(0, sim.max(dim=1).indices), float(n)
             else:
-                partner, count = _nearest_sums(a_unit, b_unit, col_arg), m
+                partner, count = _nearest_sums(a_unit, b_unit, col_arg), float(m)
     # A dot product: no (N,D) temporary in the forward.
     return 1.0 - torch.dot(a_unit.reshape(-1), partner.reshape(-1)) / count
 
@@ -154,7 +155,7 @@ class _MomentL1(torch.autograd.Function):
     zero too."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, a: torch.Tensor, mu_b: torch.Tensor,
+    def forward(ctx: Any, a: torch.Tensor, mu_b: torch.Tensor,
                 cov_b: torch.Tensor) -> torch.Tensor:
         n = float(a.shape[0])
         mu_a = a.mean(0)
@@ -166,7 +167,7 @@ class _MomentL1(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
         xc, sign, mu_sign = ctx.saved_tensors
         n, d = xc.shape
         grad_a = torch.mm(xc, sign).mul_(grad * (2.0 / (n * d * d)))

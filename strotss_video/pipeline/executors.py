@@ -61,13 +61,13 @@ class BatchProgress:
             return self._counts.get(key, 0) > self._initial.get(key, 0)
 
         shown = sorted(running, key=lambda t: not started(t))[:len(self.lines)]
-        for line, task in zip(self.lines, shown + [None] * len(self.lines)):
-            if task is None:
+        for line, shown_task in zip(self.lines, shown + [None] * len(self.lines)):
+            if shown_task is None:
                 line.set_description_str("", refresh=True)
             else:
-                n = self._counts.get((str(task.work), task.shot.index), 0)
-                line.set_description_str(f"  {task.job} shot {task.shot.index}: "
-                                         f"{n}/{task.shot.frames} frames", refresh=True)
+                n = self._counts.get((str(shown_task.work), shown_task.shot.index), 0)
+                line.set_description_str(f"  {shown_task.job} shot {shown_task.shot.index}: "
+                                         f"{n}/{shown_task.shot.frames} frames", refresh=True)
 
     def close(self) -> None:
         for line in self.lines:

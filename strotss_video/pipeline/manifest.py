@@ -93,11 +93,11 @@ def load_manifest(path: str | os.PathLike[str], *, preset: str | None = None,
         input_path = _path(base, job["input"], manifest, f"{where}.input", True)
         style = _path(base, job["style"], manifest, f"{where}.style", True)
         output = _path(base, job["output"], manifest, f"{where}.output", False)
-        key = output.resolve()
-        if key in outputs:
-            raise _fail(manifest, f"{where}.output", f"same output as {outputs[key]}; give each job "
+        resolved = output.resolve()
+        if resolved in outputs:
+            raise _fail(manifest, f"{where}.output", f"same output as {outputs[resolved]}; give each job "
                         "its own output")
-        outputs[key] = where
+        outputs[resolved] = where
         try:
             check_output_path(output, [input_path, style], True, VIDEO_EXTENSIONS)
         except StrotssError as exc:

@@ -170,7 +170,7 @@ class WorkDir:
         """Persist frame ``index``: its chain state, then its PNG (the 'finished' mark), then
         remove the state of ``previous`` (the frame before it in the shot)."""
         buffer = io.BytesIO()
-        payload = dict(state)
+        payload: dict[str, Any] = dict(state)
         payload["records"] = np.frombuffer(json.dumps(records).encode(), dtype=np.uint8)
         np.savez(buffer, **payload)
         try:
