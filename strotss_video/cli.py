@@ -79,9 +79,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     r.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
     r.add_argument("--precision", choices=PRECISIONS,
                    help="mixed: VGG16 in bfloat16 (and TF32 products on CUDA); fast: mixed, "
-                        "and on CPUs with native bfloat16 the loss's products from "
-                        "bfloat16-rounded inputs; auto (default): mixed on CUDA and on CPUs "
-                        "with native bfloat16, else float32")
+                        "and the loss's products from bfloat16-rounded inputs where oneDNN "
+                        "computes them so (AMX CPUs; elsewhere fast = auto); auto (default): "
+                        "mixed on CUDA and on CPUs with native bfloat16, else float32")
     r.add_argument("--cuda-graphs", choices=("on", "off"),
                    help="on CUDA, replay each scale's optimisation step as a CUDA graph "
                         "(default on; off runs every step eagerly)")
@@ -369,7 +369,7 @@ def _one_line_warnings() -> None:
             seen.add(text)
             print(f"{PROG}: warning: {text}", file=sys.stderr)
 
-    warnings.showwarning = show  # type: ignore[assignment]
+    warnings.showwarning = show
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -147,7 +147,7 @@ class _BilinearRows(torch.autograd.Function):
         return out  # (N,C)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         index, weights = ctx.saved_tensors
         h, w, c = ctx.map_shape
         spread = (grad.unsqueeze(0) * weights).view(-1, c)  # (4N,C)
@@ -208,7 +208,7 @@ class _TapRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_map: torch.Tensor | None,
-                 grad_rows: torch.Tensor | None):  # type: ignore[override]
+                 grad_rows: torch.Tensor | None) -> tuple[torch.Tensor | None, None, None]:
         if grad_rows is None:
             return grad_map, None, None
         index, weights = ctx.saved_tensors

@@ -60,7 +60,7 @@ class _ContentL1(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         x_unit, sg, share, sums = ctx.saved_tensors
         # Out of place: a second backward (retain_graph) finds sg intact. The scale rides on
         # the (N,) divisor, not on an (N,N) or (N,D) pass.

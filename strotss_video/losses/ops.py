@@ -101,7 +101,7 @@ class _SymmetricGram(torch.autograd.Function):
         return symmetric_product(x, rows=False).div_(n)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         return torch.mm(x, plus_transpose(grad)).div_(ctx.n), None
 
@@ -123,7 +123,7 @@ class _UnitRows(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx: Any, dy: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor, None]:
         y, norm = ctx.saved_tensors
         # Rows shorter than eps were divided by the constant eps: no projection for them.
         dot = (dy * y).sum(1, keepdim=True).mul_(norm > ctx.eps)
@@ -149,7 +149,7 @@ class _OuterGram(torch.autograd.Function):
         return symmetric_product(x, rows=True, exact=False)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         return torch.mm(plus_transpose(grad), x)
 

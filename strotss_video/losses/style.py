@@ -167,7 +167,7 @@ class _MomentL1(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         xc, sign, mu_sign = ctx.saved_tensors
         n, d = xc.shape
         grad_a = torch.mm(xc, sign).mul_(grad * (2.0 / (n * d * d)))
