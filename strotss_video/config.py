@@ -113,7 +113,7 @@ class RuntimeConfig:
     ignored elsewhere): system: glibc's defaults; tuned: blocks up to 32 MiB come from the heap
     and up to 1 GiB of freed memory is kept for reuse instead of being handed back to the kernel
     and faulted in again. Measured on a 2-core CPU: cold frames 1-8% faster, warm steps within
-    +-2%, peak RSS 5% higher (docs/tuning.md, session 14), so not the default. The
+    +-2%, peak RSS 5% higher (docs/tuning.md), so not the default. The
     MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ variables, when set, win."""
     threads: int = 0
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
