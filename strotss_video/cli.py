@@ -6,6 +6,7 @@ errors, 1 for failures); ``--debug`` shows the traceback instead."""
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import warnings
@@ -15,7 +16,7 @@ from typing import Any, NoReturn, Sequence
 from . import __version__
 from .config import (FILL_MODES, PRECISIONS, Config, available_presets, build_config,
                      flag_overrides)
-from .errors import Interrupted, StrotssError, UsageError, install_stop_handlers
+from .errors import Interrupted, StrotssError, UsageError, install_stop_handlers, quote
 
 PROG = "strotss-video"
 COMMANDS = ("video", "image", "shots", "batch", "weights")
@@ -32,7 +33,7 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {quote(text)}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
@@ -42,7 +43,9 @@ def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {quote(text)}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {quote(text)}")
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
@@ -227,10 +230,10 @@ def _frame_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected frame distances like 1,10,20, got {text!r}") \
+        raise argparse.ArgumentTypeError(f"expected frame distances like 1,10,20, got {quote(text)}") \
             from None
     if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"frame distances must be >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"frame distances must be >= 1, got {quote(text)}")
     return values
 
 
@@ -372,6 +375,15 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
+_MAX_MESSAGE = 400
+
+
+def _one_line(text: str) -> str:
+    """One line of at most a few hundred characters, whatever an exception carried."""
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else f"{text[:_MAX_MESSAGE - 1]}…"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``strotss-video`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -403,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StrotssError as exc:
         if debug:
             traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -413,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if debug:
             traceback.print_exc()
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = _one_line(str(exc)) or type(exc).__name__
         print(f"{PROG}: internal error: {text} (rerun with --debug for details)", file=sys.stderr)
         return 1
 

@@ -9,6 +9,7 @@ reference value, so tests and previews shrink them here, never in the code.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, quote
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 """The named presets, shipped as package data (so a wheel has them too)."""
@@ -24,12 +25,22 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
 def _positive(name: str, value: float) -> None:
     if not value > 0:
-        raise ConfigError(f"{name} must be positive (got {value}); pass a value > 0")
+        raise ConfigError(f"{name} must be positive (got {quote(value)}); pass a value > 0")
 
 
 def _non_negative(name: str, value: float) -> None:
     if not value >= 0:
-        raise ConfigError(f"{name} must be >= 0 (got {value})")
+        raise ConfigError(f"{name} must be >= 0 (got {quote(value)})")
+
+
+def _check_finite(section: str, obj: Any) -> None:
+    """Every number of a config section is finite: an infinite weight or rate turns every frame
+    black, an infinite count never ends."""
+    for f in fields(obj):
+        values = getattr(obj, f.name)
+        for value in values if isinstance(values, tuple) else (values,):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{section}.{f.name} must be a finite number (got {value})")
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class StrotssConfig:
     """A guidance colour is a region when it covers more than this many style pixels."""
 
     def __post_init__(self) -> None:
+        _check_finite("strotss", self)
         for name in ("max_size", "scales", "iters", "output_points", "style_points", "grid_side",
                      "pyramid_levels", "lr", "final_lr", "alpha_base", "rmsprop_eps"):
             _positive(f"strotss.{name}", getattr(self, name))
@@ -121,21 +133,22 @@ class RuntimeConfig:
     runs need the same value here."""
 
     def __post_init__(self) -> None:
+        _check_finite("runtime", self)
         _non_negative("runtime.threads", self.threads)
         if self.cuda_graphs not in ("on", "off"):
             raise ConfigError(f"runtime.cuda_graphs must be on or off "
-                              f"(got {self.cuda_graphs!r})")
+                              f"(got {quote(self.cuda_graphs)})")
         if self.cudnn_benchmark not in CUDNN_BENCHMARK:
             raise ConfigError(f"runtime.cudnn_benchmark must be on, off or final "
-                              f"(got {self.cudnn_benchmark!r})")
+                              f"(got {quote(self.cudnn_benchmark)})")
         if self.allocator not in ALLOCATORS:
             raise ConfigError(f"runtime.allocator must be tuned or system "
-                              f"(got {self.allocator!r})")
+                              f"(got {quote(self.allocator)})")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"runtime.precision must be auto, float32, mixed or fast "
-                              f"(got {self.precision!r})")
+                              f"(got {quote(self.precision)})")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"runtime.device must be auto, cpu or cuda (got {self.device!r})")
+            raise ConfigError(f"runtime.device must be auto, cpu or cuda (got {quote(self.device)})")
         _non_negative("runtime.seed", self.seed)
 
 
@@ -193,6 +206,7 @@ class TemporalConfig:
     the closest of them where it is reliable."""
 
     def __post_init__(self) -> None:
+        _check_finite("temporal", self)
         _non_negative("temporal.weight", self.weight)
         _positive("temporal.warm_iters", self.warm_iters)
         _positive("temporal.warm_lr", self.warm_lr)
@@ -205,7 +219,7 @@ class TemporalConfig:
                                      ("fill", self.fill, FILL_MODES),
                                      ("mask_smoothing", self.mask_smoothing, MASK_SMOOTHING)):
             if value not in allowed:
-                raise ConfigError(f"temporal.{name} must be one of {', '.join(allowed)} (got {value!r})")
+                raise ConfigError(f"temporal.{name} must be one of {', '.join(allowed)} (got {quote(value)})")
         if any(isinstance(j, bool) or not isinstance(j, int) or j < 1 for j in self.long_term):
             raise ConfigError(f"temporal.long_term must list frame distances >= 1 (got {self.long_term})")
 
@@ -222,10 +236,11 @@ class VideoConfig:
     """processing: the stylised size; source: scaled back to the input's size."""
 
     def __post_init__(self) -> None:
+        _check_finite("video", self)
         if not 0 <= self.crf <= 63:
             raise ConfigError(f"video.crf must be in 0..63 (got {self.crf})")
         if self.output_size not in ("processing", "source"):
-            raise ConfigError(f"video.output_size must be processing or source (got {self.output_size!r})")
+            raise ConfigError(f"video.output_size must be processing or source (got {quote(self.output_size)})")
         if not self.codec:
             raise ConfigError("video.codec must not be empty")
 
@@ -252,11 +267,12 @@ class ShotsConfig:
     (a missed cut or a whip-pan); 0 = never."""
 
     def __post_init__(self) -> None:
+        _check_finite("shots", self)
         if not self.mode:
             raise ConfigError("shots.mode must be auto, none or a cuts file")
         if self.detector not in SHOT_DETECTORS:
             raise ConfigError(f"shots.detector must be one of {', '.join(SHOT_DETECTORS)} "
-                              f"(got {self.detector!r})")
+                              f"(got {quote(self.detector)})")
         _positive("shots.adaptive_threshold", self.adaptive_threshold)
         _positive("shots.content_threshold", self.content_threshold)
         _positive("shots.min_shot_frames", self.min_shot_frames)
@@ -307,7 +323,7 @@ def _coerce(section: str, name: str, value: Any, default: Any) -> Any:
     if isinstance(value, bool) and expected is not bool:
         raise ConfigError(f"{section}.{name} must be {expected.__name__}, got a boolean")
     if not isinstance(value, expected):
-        raise ConfigError(f"{section}.{name} must be {expected.__name__} (got {value!r})")
+        raise ConfigError(f"{section}.{name} must be {expected.__name__} (got {quote(value)})")
     return value
 
 
@@ -322,10 +338,10 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any], origin: str) -
     for section, values in overrides.items():
         cls = _SECTION_TYPES.get(section)
         if cls is None:
-            raise ConfigError(f"{origin}: unknown config section {section!r}; known: "
+            raise ConfigError(f"{origin}: unknown config section {quote(section)}; known: "
                               f"{', '.join(_SECTION_TYPES)}")
         if not isinstance(values, Mapping):
-            raise ConfigError(f"{origin}: section {section!r} must be a mapping")
+            raise ConfigError(f"{origin}: section {quote(section)} must be a mapping")
         current = getattr(config, section)
         known = {f.name for f in fields(cls)}
         changes = {}
@@ -341,6 +357,21 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any], origin: str) -
     return replace(config, **sections)
 
 
+MAX_YAML_BYTES = 1 << 20
+"""Configs and manifests are hand-written: a larger file is a mistake or an attack."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``safe_load`` without aliases (``*name``): a few hundred bytes of nested aliases expand
+    to gigabytes (a "billion laughs" file), and hand-written configs have no use for them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"aliases (*name) are not supported (line {mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
 def load_yaml(path: str | os.PathLike[str], what: str = "config file",
               hint: str = "pass an existing YAML file to --config",
               fix: str = "fix the file or drop --config") -> Any:
@@ -349,12 +380,15 @@ def load_yaml(path: str | os.PathLike[str], what: str = "config file",
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{what} {p} not found; {hint}")
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{what} {p} is larger than {MAX_YAML_BYTES >> 20} MiB; {fix}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"{p} is not valid YAML{line}; {fix}") from None
+        detail = str(exc) if "aliases" in str(exc) else f"not valid YAML{line}"
+        raise ConfigError(f"{p}: {detail}; {fix}") from None
     return {} if data is None else data
 
 
@@ -365,7 +399,7 @@ def available_presets() -> list[str]:
 def load_preset(name: str) -> dict[str, Any]:
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(available_presets())}")
+        raise ConfigError(f"unknown preset {quote(name)}; choose one of: {', '.join(available_presets())}")
     return load_yaml(path)
 
 
@@ -374,7 +408,7 @@ def build_config(preset: str | None = None, config_file: str | os.PathLike[str] 
     """Resolve the configuration: default < preset < config file < flags."""
     config = Config()
     if preset is not None:
-        config = apply_overrides(config, load_preset(preset), f"preset {preset!r}")
+        config = apply_overrides(config, load_preset(preset), f"preset {quote(preset)}")
     if config_file is not None:
         config = apply_overrides(config, load_yaml(config_file), str(config_file))
     if flags:
@@ -425,7 +459,7 @@ def flag_overrides(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     nested: dict[str, dict[str, Any]] = {}
     for name, value in settings.items():
         if name not in FLAG_FIELDS:
-            raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(FLAG_FIELDS))}")
+            raise ConfigError(f"unknown setting {quote(name)}; known: {', '.join(sorted(FLAG_FIELDS))}")
         if value is None:
             continue
         section, key = FLAG_FIELDS[name]

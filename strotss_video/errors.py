@@ -7,6 +7,17 @@ import signal
 import threading
 
 
+QUOTE_LIMIT = 80
+"""Longest piece of a user's value an error message repeats: a hostile value (a YAML alias
+bomb, a megabyte string) must not become a megabyte error line."""
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to ``limit`` characters with an ellipsis."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
+
+
 class StrotssError(Exception):
     """A failure the user should see as one line. Exit code 1 (a run that failed)."""
 

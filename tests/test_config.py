@@ -109,3 +109,33 @@ def test_precision_fast_is_a_valid_setting_from_flag_and_file(tmp_path: Path) ->
     f = tmp_path / "fast.yaml"
     f.write_text("runtime:\n  precision: fast\n")
     assert build_config(None, f).runtime.precision == "fast"
+
+
+@pytest.mark.parametrize("section, key", [("temporal", "warm_lr"), ("temporal", "weight"),
+                                          ("strotss", "content_weight"),
+                                          ("temporal", "adaptive_iters")])
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_values_are_refused_from_yaml(tmp_path: Path, section: str, key: str,
+                                                 value: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"{section}:\n  {key}: {value}\n")
+    with pytest.raises(ConfigError, match=f"{section}.{key} must be"):
+        build_config(config_file=path)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path: Path) -> None:
+    rows = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        rows.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ConfigError, match=r"aliases \(\*name\) are not supported \(line 2\)"):
+        build_config(config_file=path)
+
+
+def test_error_messages_quote_a_bounded_piece_of_a_value(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("runtime:\n  device: " + "x" * 100_000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        build_config(config_file=path)
+    assert len(str(info.value)) < 200 and str(info.value).count("x") <= 80
