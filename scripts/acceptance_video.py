@@ -2,7 +2,7 @@
 """Measure the video pipeline's acceptance figures on real clips; prints JSON.
 
 For each clip: stylise the first N frames with temporal coherence on and off (same preset),
-then compute the warping error (scripts/evaluate.py, a flow method different from the
+then compute the warping error (`strotss-video evaluate`, a flow method different from the
 stylisation's) of the input and both outputs, plus cost and quality ratios from --stats.
 
     python scripts/acceptance_video.py ../shared/data/videos/*.mp4 \
@@ -38,6 +38,13 @@ def _stylise(video: Path, style: Path, out: Path, temporal: str, opts: argparse.
     return json.loads(stats.read_text())
 
 
+def evaluate(video: Path, output: Path, frames: int, plot: Path | None = None) -> dict[str, Any]:
+    """`strotss-video evaluate --json` of ``output``, made from the first ``frames`` of ``video``."""
+    extra = ["--plot", str(plot)] if plot is not None else []
+    return json.loads(_run([sys.executable, "-m", "strotss_video", "evaluate", str(output),
+                            str(video), "--end", str(frames), "--json", "--quiet", *extra]))
+
+
 def _mean(values: list[float]) -> float | None:
     return statistics.mean(values) if values else None
 
@@ -49,16 +56,15 @@ def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
     off_path = Path(opts.off_from or out_dir) / f"{name}_off.mp4"
     off = json.loads(off_path.with_suffix(".json").read_text()) if opts.off_from else \
         _stylise(video, opts.style, off_path, "off", opts)
-    warp = json.loads(_run([sys.executable, "scripts/evaluate.py", str(video),
-                            str(out_dir / f"{name}_on.mp4"), str(off_path),
-                            "--names", "on", "off", "--end", str(opts.frames),
-                            "--plot", str(out_dir / f"{name}_warp.png")]))
+    warp_on = evaluate(video, out_dir / f"{name}_on.mp4", opts.frames,
+                       out_dir / f"{name}_warp.png")
+    warp_off = evaluate(video, off_path, opts.frames)
     frames_on = on["frames"]
     warm = [f for f in frames_on if f["kind"] == "warm"]
     cold_off = [f for f in off["frames"] if f["kind"] == "cold"]
-    e_in = warp["input"]["mean"]
-    e_on = warp["outputs"]["on"]["mean"]
-    e_off = warp["outputs"]["off"]["mean"]
+    e_in = warp_on["summary"]["input_warping_error"]
+    e_on = warp_on["summary"]["warping_error"]
+    e_off = warp_off["summary"]["warping_error"]
     warm_style = _mean([f["losses"]["style"] for f in warm])
     cold_style = _mean([f["losses"]["style"] for f in cold_off])
     return {
@@ -66,7 +72,7 @@ def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
         "frames": len(frames_on),
         "warping_error": {"input": e_in, "temporal_on": e_on, "temporal_off": e_off,
                           "on_over_input": e_on / e_in, "off_over_on": e_off / e_on,
-                          "flow": warp["flow"]},
+                          "flow": warp_on["flow"]},
         "seconds": {"mean_cold": on["summary"]["mean_cold_seconds"],
                     "mean_warm": on["summary"]["mean_warm_seconds"],
                     "mean_cold_off_run": off["summary"]["mean_cold_seconds"],

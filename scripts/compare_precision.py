@@ -3,7 +3,7 @@
 clips; prints JSON.
 
 For each clip: stylise the first N frames (temporal on) with each precision, then compare the
-final loss terms (mean over frames) and the warping error (scripts/evaluate.py), and the time.
+final loss terms (mean over frames) and the warping error (`strotss-video evaluate`), and the time.
 
     python scripts/compare_precision.py ../shared/data/videos/*.mp4 \
         --style ../shared/data/styles/udnie.jpg --frames 16 --preset preview --max-size 192
@@ -30,7 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from acceptance_video import _run, clip_arguments  # noqa: E402
+from acceptance_video import _run, clip_arguments, evaluate  # noqa: E402
 
 TERMS = ("total", "style", "content", "temporal")
 
@@ -75,12 +75,9 @@ def measure(video: Path, opts: argparse.Namespace) -> dict[str, Any]:
             path = out / f"{video.stem}_{tag}.mp4"
             runs[name].append(_stylise(video, path, flags, seed, opts))
             paths.append((name, seed, path))
-    warp = json.loads(_run([sys.executable, "scripts/evaluate.py", str(video),
-                            *(str(p) for _, _, p in paths),
-                            "--names", *(f"{n}:{s}" for n, s, _ in paths),
-                            "--end", str(opts.frames)]))
-    for name, seed, _ in paths:
-        runs[name][seed]["warping_error"] = warp["outputs"][f"{name}:{seed}"]["mean"]
+    for name, seed, path in paths:
+        warp = evaluate(video, path, opts.frames)
+        runs[name][seed]["warping_error"] = warp["summary"]["warping_error"]
     f32 = runs["float32"]
 
     def ratios(name: str) -> dict[str, list[float]]:

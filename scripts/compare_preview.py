@@ -4,7 +4,7 @@ default (faithful) settings at the same output size, on real clips; prints JSON.
 
 For each clip: stylise the first N frames with the defaults and with the preview preset, both
 at --max-size S (temporal on), then measure on the decoded outputs
-- the warping error (scripts/evaluate.py: Farneback flow, occlusion/motion-boundary mask);
+- the warping error (`strotss-video evaluate`: Farneback flow, occlusion/motion-boundary mask);
 - the style distance: the STROTSS style terms (REMD + moment + palette) of each output frame
   against the style image, read by one fixed evaluator (VGG16 float32, 1024 output points,
   5000 style points, the mean over 4 point draws) whatever the settings that made the frame;
@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
-from acceptance_video import _run  # noqa: E402
+from acceptance_video import _run, evaluate  # noqa: E402
 
 from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
 from strotss_video.features.sampling import random_pixels, read_bilinear  # noqa: E402
@@ -89,12 +89,9 @@ def measure(video: Path, opts: argparse.Namespace, extractor: Any) -> dict[str, 
                       "style_distance": statistics.mean(p[0] for p in pairs),
                       "content_distance": statistics.mean(p[1] for p in pairs),
                       "frames": len(pairs)}
-    warp = json.loads(_run([sys.executable, "scripts/evaluate.py", str(video),
-                            str(out / f"{video.stem}_default.mp4"),
-                            str(out / f"{video.stem}_preview.mp4"),
-                            "--names", "default", "preview", "--end", str(opts.frames)]))
     for name in settings:
-        runs[name]["warping_error"] = warp["outputs"][name]["mean"]
+        warp = evaluate(video, out / f"{video.stem}_{name}.mp4", opts.frames)
+        runs[name]["warping_error"] = warp["summary"]["warping_error"]
     d, p = runs["default"], runs["preview"]
     return {"video": video.stem, "runs": runs,
             "preview_over_default": {k: p[k] / d[k] for k in

@@ -1,7 +1,7 @@
 """Where is a stylised video's flicker? Its warping error split between the pixels the chain's
 mask rejects (they start a warm frame from the fill) and the rest; prints JSON.
 
-The warping error is the evaluator's (``scripts/evaluate.py``: Farneback flow on the input,
+The warping error is the evaluator's (``strotss-video evaluate``: Farneback flow on the input,
 occlusion + out-of-frame + motion-boundary mask). The chain's mask is recomputed as a warm
 frame sees it: DIS (``--dis-preset``) between consecutive input frames at the output's size,
 the reliability mask raised by the ``checked`` colour test and (``--neighbour-flow on``, the

@@ -16,10 +16,11 @@ from typing import Any, NoReturn, Sequence
 from . import __version__
 from .config import (FILL_MODES, PRECISIONS, Config, available_presets, build_config,
                      flag_overrides)
-from .errors import Interrupted, StrotssError, UsageError, install_stop_handlers, quote
+from .errors import (Interrupted, StrotssError, UsageError, WeightsError,
+                     install_stop_handlers, quote)
 
 PROG = "strotss-video"
-COMMANDS = ("video", "image", "shots", "batch", "weights")
+COMMANDS = ("video", "image", "shots", "batch", "evaluate", "weights")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -218,12 +219,42 @@ def build_parser() -> argparse.ArgumentParser:
     bat.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     _add_work_options(bat)
 
-    wts = sub.add_parser("weights", help="resolve and cache the VGG16 weights, print the source")
+    _add_evaluate(sub)
+
+    wts = sub.add_parser("weights", help="resolve and cache the VGG16 weights (and LPIPS heads), "
+                                         "print the source")
     wts.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
     wts.add_argument("--offline", action="store_true", help="do not try torchvision's download")
     wts.add_argument("--quiet", action="store_true", help="no progress bar")
     wts.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return parser
+
+
+def _add_evaluate(sub: Any) -> None:
+    ev = sub.add_parser("evaluate", help="measure a stylised video against its input",
+                        description="Measure OUTPUT, stylised from INPUT: warping error (Lai et "
+                                    "al., with the input's Farneback flow) of both and their "
+                                    "ratio, LPIPS content distance per frame, and with --style "
+                                    "the Gram style distance. Frames are matched by time.")
+    ev.add_argument("output", nargs="?", metavar="OUTPUT", help="the stylised video")
+    ev.add_argument("input", nargs="?", metavar="INPUT", help="the video it was made from")
+    ev.add_argument("--style", metavar="S", help="the style image: also report the style distance")
+    ev.add_argument("--start", metavar="T", help="the --start OUTPUT was made with (index, "
+                    "seconds or timecode)")
+    ev.add_argument("--end", metavar="T", help="the --end OUTPUT was made with")
+    ev.add_argument("--frames", type=_positive_int, metavar="N",
+                    help="evaluate the first N matched frames only")
+    ev.add_argument("--max-size", type=_positive_int, metavar="PX",
+                    help="evaluate at this long side (default: the output's size)")
+    ev.add_argument("--flow", choices=("farneback", "raft", "dis"), default="farneback",
+                    help="flow for the warping error (default farneback; stylising uses dis)")
+    ev.add_argument("--json", action="store_true",
+                    help="print one JSON object: per-frame and per-pair values and a summary")
+    ev.add_argument("--plot", metavar="FILE.png", help="write per-frame curves (needs matplotlib)")
+    ev.add_argument("--device", help="auto | cpu | cuda | cuda:N for VGG16 (default auto)")
+    ev.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
 def _frame_list(text: str) -> tuple[int, ...]:
@@ -351,13 +382,42 @@ def _run_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate.plan import plan_evaluation
+
+    if args.output is None or args.input is None:
+        raise UsageError(f"missing {'OUTPUT' if args.output is None else 'INPUT'}; usage: "
+                         f"{PROG} evaluate OUTPUT INPUT [--style S] [--json] [--plot FILE.png]")
+    plan = plan_evaluation(args.output, args.input, style=args.style, start=args.start,
+                           end=args.end, frames=args.frames, max_size=args.max_size,
+                           plot=args.plot)  # before torch
+    from .evaluate.run import run_evaluation
+
+    result = run_evaluation(plan, flow=args.flow, device=args.device or "auto",
+                            vgg_weights=args.vgg_weights, progress=not args.quiet)
+    if args.plot is not None:
+        from .evaluate.plot import write_plot
+
+        write_plot(args.plot, result)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
+    return 0
+
+
 def _run_weights(args: argparse.Namespace) -> int:
-    from .features.weights import resolve_vgg16_weights
+    from .features.weights import resolve_lpips_heads, resolve_vgg16_weights
 
     resolved = resolve_vgg16_weights(args.vgg_weights, allow_download=not args.offline,
                                      progress=not args.quiet)
     print(f"source: {resolved.source}")
     print(f"path:   {resolved.path}")
+    try:  # only `evaluate` needs the heads: their absence is no reason to fail the setup
+        heads = resolve_lpips_heads(progress=not args.quiet)
+    except WeightsError as exc:
+        warnings.warn(f"{exc} (only `{PROG} evaluate` needs them)")
+    else:
+        print(f"lpips:  {heads.path}")
     return 0
 
 
@@ -407,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_shots(args)
         if args.command == "batch":
             return _run_batch(args)
+        if args.command == "evaluate":
+            return _run_evaluate(args)
         return _run_weights(args)
     except Interrupted as exc:
         again = shlex.join([PROG, *argv[1:]] if argv and argv[0] == "video" else [PROG, *argv])

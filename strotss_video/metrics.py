@@ -41,7 +41,8 @@ import torch
 
 from .flow import FlowEstimator, make_flow, occlusion_mask, warp
 
-__all__ = ["WarpingError", "mask_name", "video_frames", "warping_error", "warping_errors"]
+__all__ = ["WarpingError", "WarpingMeter", "mask_name", "video_frames", "warping_error",
+           "warping_errors"]
 
 _CHANNELS = 3
 
@@ -158,6 +159,50 @@ def _resolve_flow(flow: FlowEstimator | str) -> FlowEstimator:
     return make_flow(flow) if isinstance(flow, str) else flow
 
 
+class WarpingMeter:
+    """Lai's warping error accumulated frame by frame, for several videos against one input.
+
+    Feed one row per frame with :meth:`add` (``{"input": (1,3,H,W), name: (1,3,H,W), ...}``,
+    the same names every time); each input pair (t, t+1) costs two flow fields, shared by all
+    videos. Holds the previous row only."""
+
+    def __init__(self, flow: FlowEstimator | str = "farneback", *,
+                 motion_boundaries: bool = True) -> None:
+        self.flow = _resolve_flow(flow)
+        self.motion_boundaries = motion_boundaries
+        self._values: dict[str, list[float]] = {}
+        self._coverage: list[float] = []
+        self._prev: dict[str, torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def add(self, row: Mapping[str, torch.Tensor]) -> None:
+        """Take the next frame of every video (keys as in the first row, ``"input"`` among them)."""
+        if self._prev is None:
+            self._values = {k: [] for k in row}
+        elif set(row) != set(self._prev):
+            raise ValueError(f"frame rows changed from {sorted(self._prev)} to {sorted(row)}")
+        if self._prev is not None:
+            a, b = self._prev["input"], row["input"]
+            flow_fw = self.flow(a, b)  # t -> t+1: warps frame t+1 onto frame t
+            flow_bw = self.flow(b, a)  # t+1 -> t: only for the consistency check
+            mask = occlusion_mask(flow_fw, flow_bw, motion_boundaries=self.motion_boundaries,
+                                  out_of_frame=True)
+            count = mask.sum(dtype=torch.float64).item()
+            self._coverage.append(count / mask[0, 0].numel())
+            for key, values in self._values.items():
+                values.append(_pair_error(self._prev[key], row[key], flow_fw, mask, count))
+        self._prev = dict(row)
+
+    def results(self) -> dict[str, WarpingError]:
+        """``{"input": ..., name: ...}`` in the first row's order; ValueError before 2 frames."""
+        if not self._coverage:
+            got = 0 if self._prev is None else 1
+            raise ValueError(f"warping error needs at least 2 frames, got {got}")
+        name = mask_name(self.motion_boundaries)
+        return {k: WarpingError(per_frame=list(v), coverage=list(self._coverage), mask=name)
+                for k, v in self._values.items()}
+
+
 def warping_errors(input_frames: Iterable[torch.Tensor],
                    outputs: Mapping[str, Iterable[torch.Tensor]], *,
                    flow: FlowEstimator | str = "farneback",
@@ -172,30 +217,10 @@ def warping_errors(input_frames: Iterable[torch.Tensor],
     ``{"input": ..., name: ...}`` in that order. Holds two frames per video at a time."""
     if "input" in outputs:
         raise ValueError("'input' is reserved for the input video; rename that output")
-    est = _resolve_flow(flow)
-    name = mask_name(motion_boundaries)
-    streams: dict[str, Iterable[torch.Tensor]] = {"input": input_frames, **outputs}
-    values: dict[str, list[float]] = {k: [] for k in streams}
-    coverage: list[float] = []
-    prev: dict[str, torch.Tensor] | None = None
-    with torch.no_grad():
-        for row in _streams(streams):
-            if prev is not None:
-                a, b = prev["input"], row["input"]
-                flow_fw = est(a, b)  # t -> t+1: warps frame t+1 onto frame t
-                flow_bw = est(b, a)  # t+1 -> t: only for the consistency check
-                mask = occlusion_mask(flow_fw, flow_bw, motion_boundaries=motion_boundaries,
-                                      out_of_frame=True)
-                count = mask.sum(dtype=torch.float64).item()
-                coverage.append(count / mask[0, 0].numel())
-                for key in streams:
-                    values[key].append(_pair_error(prev[key], row[key], flow_fw, mask, count))
-            prev = row
-    if prev is None or not coverage:
-        got = 0 if prev is None else 1
-        raise ValueError(f"warping error needs at least 2 frames, got {got}")
-    return {k: WarpingError(per_frame=v, coverage=list(coverage), mask=name)
-            for k, v in values.items()}
+    meter = WarpingMeter(flow, motion_boundaries=motion_boundaries)
+    for row in _streams({"input": input_frames, **outputs}):
+        meter.add(row)
+    return meter.results()
 
 
 def warping_error(frames: Iterable[torch.Tensor],

@@ -1,13 +1,12 @@
 """Warping error (Lai et al.): hand checks against brute force, behaviour on generated clips with
-known motion, the one-pass multi-output helper, and scripts/evaluate.py end to end."""
+known motion, the one-pass multi-output helper and its frame-by-frame meter, and
+scripts/flicker_split.py (the command built on these, `evaluate`, is tested in test_evaluate)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ import torch
 from media import Clip, make_clip
 from strotss_video.flow import make_flow
 from strotss_video.io.video import VideoWriter
-from strotss_video.metrics import (WarpingError, mask_name, video_frames, warping_error,
-                                   warping_errors)
+from strotss_video.metrics import (WarpingError, WarpingMeter, mask_name, video_frames,
+                                   warping_error, warping_errors)
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_MASK = "occluded+out_of_frame+motion_boundary"
@@ -154,6 +153,12 @@ def test_bad_inputs() -> None:
         warping_errors([f, f], {"input": [f, f]})
     with pytest.raises(ValueError, match=r"\(1,3,H,W\)"):
         warping_error([torch.rand(1, 1, 8, 8)] * 2)
+    meter = WarpingMeter("dis")
+    meter.add({"input": f, "out": f})
+    with pytest.raises(ValueError, match="at least 2 frames, got 1"):
+        meter.results()
+    with pytest.raises(ValueError, match="rows changed"):
+        meter.add({"input": f})
 
 
 # --------------------------------------------------------------------------- real clips
@@ -204,7 +209,7 @@ def test_warping_errors_computes_flow_once_and_matches_separate_calls() -> None:
     assert together["out0"].per_frame == together["input"].per_frame
 
 
-# --------------------------------------------------------------------------- script
+# --------------------------------------------------------------------------- scripts
 
 
 def _write(path: Path, images: list[np.ndarray]) -> Path:
@@ -215,76 +220,6 @@ def _write(path: Path, images: list[np.ndarray]) -> Path:
         for i, img in enumerate(images):
             writer.write(np.ascontiguousarray(img), i)
     return path
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), *args],
-                          capture_output=True, text=True, timeout=120)
-
-
-def _run_here(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
-    """The script's main() in this process (saves the interpreter start-up)."""
-    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    capsys.readouterr()
-    rc = module.main(list(args))
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), rc, out, err)
-
-
-@pytest.mark.parametrize("backend", ["cv2", "auto"])
-def test_evaluate_script_end_to_end(tmp_path: Path, backend: str,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
-    clip = make_clip(tmp_path / "in.mp4", frames=10, size=(96, 64), shift=(2, 0),
-                     pix_fmt="yuv444p", audio=False)
-    # Outputs "made from" input frames 2..8 at half size: one stable, one flickering.
-    small = [cv2.resize(img, (48, 32), interpolation=cv2.INTER_AREA) for img in clip.images[2:9]]
-    rng = np.random.default_rng(0)
-    flick = [np.clip(img.astype(np.int16) + int(rng.integers(-25, 26)), 0, 255).astype(np.uint8)
-             for img in small]
-    on = _write(tmp_path / "on.mp4", small)
-    off = _write(tmp_path / "off.mp4", flick)
-    plot = tmp_path / "curves.png"
-    # one real subprocess run; the other backend in-process
-    run = _run if backend == "cv2" else lambda *a: _run_here(capsys, *a)
-    proc = run(str(clip.path), str(on), str(off), "--names", "stable", "flicker",
-               "--start", "2", "--end", "9", "--plot", str(plot), "--plot-backend", backend)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
-    assert {"flow", "mask", "frames", "input", "outputs", "ratios"} <= set(out)
-    assert out["flow"] == "farneback" and out["mask"] == FULL_MASK
-    assert out["frames"] == 7 and out["pairs"] == 6 and out["size"] == [32, 48]
-    assert len(out["input"]["per_frame"]) == 6 and out["input"]["mean"] > 0
-    assert set(out["outputs"]) == {"stable", "flicker"}
-    for res in out["outputs"].values():
-        assert {"mean", "per_frame", "ratio_to_input"} <= set(res) and len(res["per_frame"]) == 6
-    stable, flickering = out["outputs"]["stable"], out["outputs"]["flicker"]
-    # the same frames, scaled and stored losslessly: measured 0.08 (the input carries its own
-    # crf-10 coding noise); flicker of ±25/255 per frame: measured ~4000
-    assert stable["ratio_to_input"] < 2
-    assert flickering["ratio_to_input"] > 10
-    assert out["ratios"]["stable/flicker"] == pytest.approx(stable["mean"] / flickering["mean"])
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    image = cv2.imread(str(plot))
-    assert image is not None and image.shape[0] > 200 and image.shape[1] > 400
-    assert out["plot"]["backend"] in ({"cv2"} if backend == "cv2" else {"cv2", "matplotlib"})
-
-
-def test_evaluate_script_rejects_mismatched_range_and_sizes(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    clip = make_clip(tmp_path / "in.mp4", frames=6, size=(64, 48), audio=False)
-    out = _write(tmp_path / "out.mp4", clip.images[:4])
-    proc = _run_here(capsys, str(clip.path), str(out), "--flow", "dis")  # input has 6 frames, output 4
-    assert proc.returncode == 2 and "differ in length" in proc.stderr
-    other = _write(tmp_path / "other.mp4", [img[:32, :32] for img in clip.images[:4]])
-    proc = _run_here(capsys, str(clip.path), str(out), str(other), "--end", "4")
-    assert proc.returncode == 2 and "differ in size" in proc.stderr
-    proc = _run_here(capsys, str(clip.path), str(out), "--end", "4", "--mask", "occlusion",
-                     "--flow", "dis")
-    assert proc.returncode == 0, proc.stderr
-    res = json.loads(proc.stdout)
-    assert res["flow"] == "dis" and res["mask"] == "occluded+out_of_frame" and "ratios" not in res
 
 
 def _flicker_case(tmp_path: Path, frames: int, seed: int) -> tuple[Any, Clip, Path, Path]:

