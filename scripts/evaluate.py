@@ -35,7 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from strotss_video.errors import StrotssError, UsageError  # noqa: E402
-from strotss_video.io.video import parse_time, probe  # noqa: E402
+from strotss_video.io.probe import probe  # noqa: E402
+from strotss_video.io.timecode import parse_time  # noqa: E402
 from strotss_video.metrics import WarpingError, video_frames, warping_errors  # noqa: E402
 
 FLOWS = ("farneback", "dis")

@@ -1,4 +1,4 @@
-"""Tests of video reading and writing (strotss_video.io.video) on tiny real files.
+"""Tests of video reading and writing (strotss_video.io probe, reader, writer, audio) on tiny real files.
 
 Clips come from ``tests/media.py`` (PyAV-generated: panned texture, sine audio, optional VFR
 timestamps and rotation matrix). Times are compared as exact Fractions throughout."""
@@ -15,8 +15,10 @@ import pytest
 from media import (Clip, corrupt_packet, demux_summary, make_audio_only, make_clip, make_jpeg,
                    truncate)
 from strotss_video.errors import InputError, OutputError
-from strotss_video.io.video import (Frame, VideoInfo, VideoReadWarning, VideoWriter,
-                                    parse_time, probe, read_frames)
+from strotss_video.io.probe import VideoInfo, probe
+from strotss_video.io.reader import Frame, VideoReadWarning, read_frames
+from strotss_video.io.timecode import parse_time
+from strotss_video.io.writer import VideoWriter
 
 W, H = 66, 50
 
