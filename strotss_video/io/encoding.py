@@ -1,28 +1,49 @@
-"""Encoder settings: quality/speed options per codec, and the checks that refuse an encoder
-or pixel format before any work."""
+"""Encoder settings: quality/speed options per codec, reproducible x264, and the checks that
+refuse an encoder or pixel format before any work.
+
+Reproducible x264: the same frames give the same bytes every time. x264 is deterministic for a
+fixed thread count, except in its AVX-512 code: the macroblock-tree propagation works on 8
+macroblocks per step without masking the end of a row, so when a frame's width in 16-pixel
+macroblocks is not a multiple of 8 it adds in whatever lies in memory past the row, and two
+encodes of the same frames differ. Its AVX2 code stops at the row's end. So x264 runs without
+AVX-512, and with a fixed number of frame threads rather than a number chosen from the
+machine's core count."""
 
 from __future__ import annotations
 
+import functools
+from fractions import Fraction
 from typing import Any
 
 import av
 import av.error
+import av.logging
 
 from ..errors import OutputError
 
-__all__ = ["check_encoder", "check_pix_fmt", "codec_options"]
+__all__ = ["X264_THREADS", "check_encoder", "check_pix_fmt", "codec_options",
+           "configure_threads"]
 
+X264_THREADS = 8
+"""x264 frame threads, fixed so the bytes written do not depend on the machine's cores."""
+
+_X264 = ("libx264", "libx264rgb")
 # x264-style preset names mapped to the speed knobs of encoders that have no such presets.
 _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
             "veryslow", "placebo")
 _VPX_CPU_USED = dict(zip(_PRESETS, ("8", "7", "6", "5", "4", "3", "2", "1", "0", "0")))
 _SVT_PRESET = dict(zip(_PRESETS, ("12", "11", "10", "9", "8", "7", "5", "4", "2", "1")))
+_X264_CAPABILITIES = "using cpu capabilities:"
 
 
 def codec_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     """Quality/speed options that ``codec`` understands (others simply get none)."""
-    if codec in ("libx264", "libx264rgb"):
-        return {"crf": str(crf), "preset": preset}
+    if codec in _X264:
+        options = {"crf": str(crf), "preset": preset}
+        asm = _x264_asm_without_avx512()
+        if asm:
+            options["x264-params"] = f"asm={asm}"
+        return options
     if codec == "libx265":
         return {"crf": str(crf), "preset": preset, "x265-params": "log-level=error"}
     if codec in ("libvpx-vp9", "libvpx", "libaom-av1"):
@@ -35,6 +56,48 @@ def codec_options(codec: str, crf: int, preset: str) -> dict[str, str]:
         q = min(31, max(2, round(crf / 6)))
         return {"flags": "+qscale", "global_quality": str(q * 118)}  # 118 = FF_QP2LAMBDA
     return {}
+
+
+def configure_threads(codec_context: Any, codec: str) -> None:
+    """Give x264 a fixed number of frame threads (with PyAV's default, x264 cuts every frame
+    into one slice per core); other encoders keep their defaults."""
+    if codec in _X264:
+        codec_context.thread_type = "FRAME"
+        codec_context.thread_count = X264_THREADS
+
+
+@functools.cache
+def _x264_asm_without_avx512() -> str | None:
+    """x264's ``asm`` value for the instruction sets it detects here minus AVX-512, or None
+    when it would use no AVX-512 anyway (or does not say what it uses)."""
+    # x264 reports its detection only in its log, in the very names its `asm` option parses.
+    names = _x264_capabilities()
+    if names is None or "AVX512" not in names:
+        return None
+    return ",".join(n for n in names if n != "AVX512")
+
+
+def _x264_capabilities() -> list[str] | None:
+    """The instruction sets x264 detects, as its log line at encoder start names them."""
+    try:
+        ctx = av.CodecContext.create("libx264", "w")
+    except (av.error.FFmpegError, ValueError):
+        return None
+    ctx.width, ctx.height, ctx.pix_fmt = 16, 16, "yuv420p"
+    ctx.time_base = Fraction(1, 25)
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            ctx.open()
+    except (av.error.FFmpegError, ValueError):
+        return None
+    finally:
+        av.logging.set_level(level)
+    for _, name, message in logs:
+        if name == "libx264" and message.startswith(_X264_CAPABILITIES):
+            return message[len(_X264_CAPABILITIES):].split()
+    return None
 
 
 def check_pix_fmt(pix_fmt: str, width: int, height: int) -> Any:

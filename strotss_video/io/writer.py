@@ -1,7 +1,9 @@
 """Encoding frames to a video file with their exact source timestamps, plus copied audio.
 
 Writing goes to a hidden temporary file beside the target that is renamed into place only when
-:meth:`VideoWriter.close` succeeds, so a failed run never leaves a partial video."""
+:meth:`VideoWriter.close` succeeds, so a failed run never leaves a partial video. The same
+frames written with the same settings give a byte-identical file (see ``io.encoding`` for the
+encoder side; the muxers run bit-exact, so Matroska writes no random segment id)."""
 
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from ..errors import OutputError
 from .audio import AudioCopy, Window
-from .encoding import check_encoder, check_pix_fmt, codec_options
+from .encoding import check_encoder, check_pix_fmt, codec_options, configure_threads
 
 __all__ = ["CONTAINER_FORMATS", "VideoWriter"]
 
 # Output extension -> FFmpeg muxer. Only containers that hold H.264/H.265/VP9 and copied audio.
 CONTAINER_FORMATS: dict[str, str] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
-# Negative timestamps stay as they are (copied AAC priming packets).
-_MUXER_OPTIONS = {"avoid_negative_ts": "disabled"}
+# Negative timestamps stay as they are (copied AAC priming); no random ids or version strings.
+_MUXER_OPTIONS = {"avoid_negative_ts": "disabled", "fflags": "+bitexact"}
 
 
 class VideoWriter:
@@ -62,6 +64,7 @@ class VideoWriter:
         self._fmt = check_pix_fmt(pix_fmt, self.width, self.height)
         check_encoder(codec, pix_fmt)
 
+        # The random part only keeps concurrent writers apart; it never reaches the file.
         self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.part")
         self._last_pts: int | None = None
         self._pending: tuple[Any, int] | None = None  # held one frame to learn its duration
@@ -120,6 +123,7 @@ class VideoWriter:
             ctx.color_range = 1  # limited (MPEG)
         if codec == "libx265" and self.path.suffix.lower() in (".mp4", ".mov"):
             ctx.codec_tag = "hvc1"  # Apple players need hvc1, not hev1
+        configure_threads(ctx, codec)
         ctx.options = codec_options(codec, crf, preset)
         try:
             ctx.open()  # fail now on bad options/time base, not mid-run
