@@ -35,7 +35,7 @@ from media import make_clip  # noqa: E402
 
 from strotss_video.config import build_config, flag_overrides  # noqa: E402
 from strotss_video.features import sampling  # noqa: E402
-from strotss_video.io.video import probe  # noqa: E402
+from strotss_video.io.probe import probe  # noqa: E402
 from strotss_video.pipeline.chain import processing_size  # noqa: E402
 from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
 from strotss_video.pipeline.video import stylize_video  # noqa: E402

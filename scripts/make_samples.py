@@ -65,7 +65,7 @@ def style_strokes(size: int = 512, seed: int = 1) -> np.ndarray:
 def write_clip(path: Path, frames: int, size: tuple[int, int] = (320, 240), rate: int = 24) -> None:
     """A camera pan across a wide version of the scene while the sun rises. H.264, no audio."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from strotss_video.io.video import VideoWriter
+    from strotss_video.io.writer import VideoWriter
 
     w, h = size
     wide = content_scene(h, w * 2, seed=3, sun=False)

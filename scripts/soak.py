@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import pattern_image, save_rgb  # noqa: E402
 from media import make_clip  # noqa: E402
 
-from strotss_video.io.video import read_frames  # noqa: E402
+from strotss_video.io.reader import read_frames  # noqa: E402
 
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 

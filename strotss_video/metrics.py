@@ -25,7 +25,7 @@ A pair whose mask is empty (everything unreliable, e.g. a shot cut) has no defin
 reported as NaN and left out of the mean (:attr:`WarpingError.empty_pairs` counts them).
 
 Streaming: only two frames of each video (and one flow pair) are held at a time, so long
-videos at full size are fine. Pure torch; decoding goes through ``strotss_video.io.video`` and
+videos at full size are fine. Pure torch; decoding goes through ``strotss_video.io.reader`` and
 flow through ``strotss_video.flow``."""
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def video_frames(path: str | os.PathLike[str], start: int | Fraction | None = No
                  device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
     """Decode ``path`` (frames ``[start, end)``, optionally scaled to ``size=(H, W)``) as a
     stream of (1,3,H,W) float32 RGB tensors in [0,1]: the input of :func:`warping_error`."""
-    from .io.video import read_frames  # PyAV lives in io/; imported on use
+    from .io.reader import read_frames  # PyAV lives in io/; imported on use
 
     for frame in read_frames(path, start, end, size=size):
         yield torch.from_numpy(frame.image).to(device).permute(2, 0, 1)[None].float().div_(255.0)

@@ -21,7 +21,7 @@ from conftest import TinyExtractor, pattern_image, save_rgb
 from media import Clip, make_clip
 from strotss_video.errors import ConfigError
 from strotss_video.io.image import read_png_rgb
-from strotss_video.io.video import read_frames
+from strotss_video.io.reader import read_frames
 from strotss_video.pipeline.batch import load_manifest, run_batch
 from strotss_video.pipeline.video import stylize_video
 

@@ -22,7 +22,7 @@ from media import make_clip
 from strotss_video.evaluate.distances import FeatureDistances, gram, lpips_distance, style_distance
 from strotss_video.evaluate.frames import match_times
 from strotss_video.evaluate.run import evaluate_video
-from strotss_video.io.video import VideoWriter
+from strotss_video.io.writer import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -18,7 +18,7 @@ import torch
 
 from media import Clip, make_clip
 from strotss_video.flow import make_flow
-from strotss_video.io.video import VideoWriter
+from strotss_video.io.writer import VideoWriter
 from strotss_video.metrics import (WarpingError, WarpingMeter, mask_name, video_frames,
                                    warping_error, warping_errors)
 

@@ -32,7 +32,8 @@ import pytest
 from clitools import REPO, assert_one_line_error, run_cli, snapshot
 from conftest import pattern_image, save_rgb
 from media import corrupt_packet, make_audio_only, make_clip, make_jpeg, truncate
-from strotss_video.io.video import probe, read_frames
+from strotss_video.io.probe import probe
+from strotss_video.io.reader import read_frames
 
 FAST = ["--preset", "test", "--max-size", "64", "--scales", "1", "--iters", "2",
         "--warm-iters", "1", "--quiet"]

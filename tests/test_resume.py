@@ -1,5 +1,6 @@
 """Resumable runs: a CLI run killed (SIGKILL) or interrupted (SIGINT) after k finished frames
-continues from its work directory, and its output equals an uninterrupted run's."""
+continues from its work directory, and its output equals an uninterrupted run's; at the default
+encoder settings, byte for byte, as does the same command run twice."""
 
 from __future__ import annotations
 
@@ -18,27 +19,41 @@ from clitools import REPO, run_cli
 from conftest import TinyExtractor, pattern_image, save_rgb
 from media import make_clip
 from strotss_video.errors import Interrupted, note_stop, reset_stop
-from strotss_video.io.video import read_frames
+from strotss_video.io.reader import read_frames
 from strotss_video.pipeline.video import stylize_video
 from strotss_video.pipeline.workdir import WorkDir
 
 FRAMES = 12
+STYLE = ["--preset", "test", "--max-size", "64", "--iters", "8", "--warm-iters", "3",
+         "--min-shot-frames", "3", "--seed", "3"]
 # Lossless encoding: decoded frames then equal the stylised ones exactly.
-SETTINGS = ["--preset", "test", "--max-size", "64", "--iters", "8", "--warm-iters", "3",
-            "--min-shot-frames", "3", "--crf", "0", "--encoder-preset", "ultrafast", "--seed", "3"]
+SETTINGS = [*STYLE, "--crf", "0", "--encoder-preset", "ultrafast"]
+SHORT_FRAMES = 6  # one shot, default encoder (libx264, crf 18, medium)
 
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("resume")
     make_clip(root / "clip.mp4", frames=FRAMES, size=(96, 64), cuts=(6,), shift=(1, 0))
+    make_clip(root / "short.mp4", frames=SHORT_FRAMES, size=(96, 64), shift=(1, 0))
     save_rgb(root / "style.png", pattern_image(64, 64, seed=2))
     return root
 
 
-def command(media: Path, out: Path, work: Path) -> list[str]:
-    return [sys.executable, "-m", "strotss_video", str(media / "clip.mp4"),
-            str(media / "style.png"), str(out), "--work-dir", str(work), *SETTINGS]
+def command(media: Path, out: Path, work: Path, clip: str = "clip.mp4",
+            settings: list[str] = SETTINGS) -> list[str]:
+    return [sys.executable, "-m", "strotss_video", str(media / clip), str(media / "style.png"),
+            str(out), "--work-dir", str(work), *settings]
+
+
+def default_command(media: Path, out: Path, work: Path) -> list[str]:
+    """The short clip at the default encoder settings."""
+    return command(media, out, work, "short.mp4", STYLE)
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def decoded(path: Path) -> tuple[list[np.ndarray], list[int]]:
@@ -94,9 +109,7 @@ def test_interrupted_run_resumes_to_identical_output(media: Path, reference: tup
         assert "Traceback" not in stopped.stderr
         assert str(media / "clip.mp4") in line
 
-    resumed = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(REPO),
-                                           CUDA_VISIBLE_DEVICES=""),
-                             capture_output=True, text=True, timeout=600)
+    resumed = run(cmd)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming: {k} of {FRAMES} frames already done" in resumed.stderr
 
@@ -109,6 +122,40 @@ def test_interrupted_run_resumes_to_identical_output(media: Path, reference: tup
     # Success removes the frames (no --keep-work) but remembers the job.
     job = next(work.iterdir())
     assert not (job / "frames").exists() and (job / "done.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def default_reference(media: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of an uninterrupted run of the short clip at the default encoder settings."""
+    root = tmp_path_factory.mktemp("default-reference")
+    proc = run(default_command(media, root / "ref.mp4", root / "work"))
+    assert proc.returncode == 0, proc.stderr
+    return (root / "ref.mp4").read_bytes()
+
+
+@pytest.mark.weights
+def test_killed_run_resumes_to_the_same_bytes_at_default_crf(
+        media: Path, default_reference: bytes, tmp_path: Path) -> None:
+    out, work = tmp_path / "out.mp4", tmp_path / "work"
+    cmd = default_command(media, out, work)
+    stopped = stop_after(cmd, work, 3, signal.SIGKILL)
+    k = finished(work)
+    assert stopped.returncode == -signal.SIGKILL and 3 <= k < SHORT_FRAMES, stopped.stderr[-1500:]
+    resumed = run(cmd)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {k} of {SHORT_FRAMES} frames already done" in resumed.stderr
+    assert out.read_bytes() == default_reference
+
+
+@pytest.mark.weights
+def test_the_same_command_twice_gives_the_same_bytes(media: Path, default_reference: bytes,
+                                                      tmp_path: Path) -> None:
+    """Nothing is reused: a fresh work directory, every frame stylised again."""
+    out = tmp_path / "again.mp4"
+    proc = run(default_command(media, out, tmp_path / "work"))
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming" not in proc.stderr
+    assert out.read_bytes() == default_reference
 
 
 def test_workdir_commit_order_and_stale_parts(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests of video reading and writing (strotss_video.io.video) on tiny real files.
+"""Tests of video reading and writing (strotss_video.io probe, reader, writer, audio) on tiny real files.
 
 Clips come from ``tests/media.py`` (PyAV-generated: panned texture, sine audio, optional VFR
 timestamps and rotation matrix). Times are compared as exact Fractions throughout."""
@@ -15,8 +15,9 @@ import pytest
 from media import (Clip, corrupt_packet, demux_summary, make_audio_only, make_clip, make_jpeg,
                    truncate)
 from strotss_video.errors import InputError, OutputError
-from strotss_video.io.video import (Frame, VideoInfo, VideoReadWarning, VideoWriter,
-                                    parse_time, probe, read_frames)
+from strotss_video.io.probe import VideoInfo, probe
+from strotss_video.io.reader import Frame, VideoReadWarning, read_frames
+from strotss_video.io.writer import VideoWriter
 
 W, H = 66, 50
 
@@ -494,33 +495,6 @@ def test_write_checks_pts_and_images(tmp_path: Path) -> None:
         with VideoWriter(tmp_path / "out.mp4", **writer_kwargs()):
             pass
     assert listing(tmp_path) == []
-
-
-# --------------------------------------------------------------------------- parse_time
-
-
-@pytest.mark.parametrize("text, value", [
-    ("120", 120),
-    ("0", 0),
-    ("4.5s", Fraction(9, 2)),
-    ("4s", Fraction(4)),
-    ("0.1s", Fraction(1, 10)),
-    ("00:00:04.5", Fraction(9, 2)),
-    ("1:02.25", Fraction(249, 4)),
-    ("1:00:00", Fraction(3600)),
-    ("0:00:00.033366666", Fraction(33366666, 10**9)),
-])
-def test_parse_time(text: str, value: int | Fraction) -> None:
-    got = parse_time(text)
-    assert got == value and type(got) is type(value)
-
-
-@pytest.mark.parametrize("text", ["", "abc", "-3", "1.5", "4.5 sec", "1:75", "1:61:00", "1e3s",
-                                  "s", "1::2"])
-def test_parse_time_rejects(text: str) -> None:
-    with pytest.raises(InputError) as info:
-        parse_time(text)
-    assert "\n" not in str(info.value) and "4.5s" in str(info.value)
 
 
 def test_no_warnings_on_clean_reads(cfr: Clip) -> None:

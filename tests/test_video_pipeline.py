@@ -30,7 +30,8 @@ import strotss_video.pipeline.job as job_module
 from clitools import assert_one_line_error, run_cli, snapshot
 from conftest import TinyExtractor, pattern_image, save_rgb
 from media import Clip, PacketInfo, demux_summary, make_audio_only, make_clip, make_jpeg
-from strotss_video.io.video import VideoReadWarning, probe, read_frames
+from strotss_video.io.probe import probe
+from strotss_video.io.reader import VideoReadWarning, read_frames
 from strotss_video.pipeline.video import (SHEET_FRAMES, VideoResult, VideoStylizer,
                                           processing_size, stylize_video, to_tensor)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.timeline import Timeline, scan_timeline
-from ..io.video import Frame, read_frames
+from ..io.reader import Frame, read_frames
 
 Bound = int | Fraction | None
 

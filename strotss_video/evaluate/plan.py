@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..io.paths import check_output_path
-from ..io.video import probe
+from ..io.probe import probe
 from ..pipeline.spec import check_image_file, check_image_size, parse_bound
 from .frames import FrameMatch, match_frames
 

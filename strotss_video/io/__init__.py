@@ -1,7 +1,12 @@
 """Reading and writing media: the only home of PyAV, and of OpenCV's image codecs.
 
-Submodules import lazily: ``io.video``, ``io.paths`` and ``io.decode`` need no torch, so the
-CLI can reject a bad input before it pays for importing torch."""
+One concern per module: ``probe`` (what a video holds), ``reader`` (decoding frames),
+``writer`` (encoding them), ``audio`` (stream copy for the writer), ``encoding`` (encoder
+options and checks), ``timeline`` (frame times without pixels), ``timecode`` (the time
+grammar), ``image`` / ``decode`` (stills) and ``paths`` (path checks).
+
+Submodules import lazily, and only ``image`` needs torch: the CLI checks inputs, times and the
+encoder before it pays for importing torch. ``timecode`` needs no PyAV either."""
 
 from __future__ import annotations
 

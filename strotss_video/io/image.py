@@ -17,7 +17,6 @@ from ..files import atomic_write_bytes
 from .decode import decode_rgb
 
 
-
 def read_image(path: str | os.PathLike[str], what: str = "image") -> torch.Tensor:
     """Decode ``path`` -> float32 RGB (1,3,H,W) in [0,1]; ``what`` names it in errors."""
     return torch.from_numpy(decode_rgb(path, what)).permute(2, 0, 1)[None].contiguous()
@@ -48,15 +47,19 @@ def write_image(path: str | os.PathLike[str], image: torch.Tensor) -> None:
     atomic_write_bytes(p, data)
 
 
+def _pad_rows(image: np.ndarray, height: int) -> np.ndarray:
+    """``image`` (H,W,3) padded with black rows below to ``height``."""
+    return cv2.copyMakeBorder(image, 0, height - image.shape[0], 0, 0, cv2.BORDER_CONSTANT)
+
+
 def write_contact_sheet(path: Path, pairs: list[tuple[np.ndarray, np.ndarray]],
                         gap: int = 4) -> None:
     """Rows of (input | output) uint8 RGB (H,W,3) pairs, written atomically as one image."""
     rows = []
     for left, right in pairs:
         h = max(left.shape[0], right.shape[0])
-        pad = lambda im: cv2.copyMakeBorder(im, 0, h - im.shape[0], 0, 0, cv2.BORDER_CONSTANT)  # noqa: E731
         spacer = np.full((h, gap, 3), 255, np.uint8)
-        rows.append(np.concatenate([pad(left), spacer, pad(right)], axis=1))
+        rows.append(np.concatenate([_pad_rows(left, h), spacer, _pad_rows(right, h)], axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [cv2.copyMakeBorder(r, 0, gap, 0, width - r.shape[1], cv2.BORDER_CONSTANT,
                                value=(255, 255, 255)) for r in rows]

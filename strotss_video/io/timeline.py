@@ -1,6 +1,6 @@
 """The presentation timestamps of a video's frames, without keeping any pixels.
 
-A :class:`Timeline` is what :func:`~strotss_video.io.video.read_frames` would yield for a frame
+A :class:`Timeline` is what :func:`~strotss_video.io.reader.read_frames` would yield for a frame
 range, minus the images: source indices, integer ``pts`` and durations in the stream's
 ``time_base``. Shot boundaries, cut files and reports use it to turn frame indices into exact
 (rational) seconds and back."""
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from ..errors import InputError
-from .video import Frame, probe, read_frames
+from .probe import probe
+from .reader import Frame, read_frames
 
 __all__ = ["Timeline", "scan_timeline"]
 

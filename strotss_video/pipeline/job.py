@@ -22,9 +22,12 @@ from ..errors import InputError, StrotssError, check_stop
 from ..features.vgg import FeatureExtractor
 from ..flow import make_flow
 from ..flow.base import FlowEstimator
+from ..io.encoding import check_encoder
 from ..io.image import write_contact_sheet
+from ..io.probe import VideoInfo, probe
+from ..io.reader import read_frames
 from ..io.timeline import scan_timeline
-from ..io.video import VideoInfo, VideoWriter, check_encoder, probe, read_frames
+from ..io.writer import VideoWriter
 from ..shots import Shot, find_shots
 from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, check_scale_sizes, default_plan
 from ..tensorops import resize

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Mapping
 from ..config import Config
 from ..errors import InputError
 from ..io.decode import decode_rgb
+from ..io.encoding import check_encoder
 from ..io.paths import VIDEO_EXTENSIONS, WRITABLE_EXTENSIONS, check_output_path
-from ..io.video import check_encoder, parse_time, probe
+from ..io.probe import probe
+from ..io.timecode import parse_time
 
 if TYPE_CHECKING:
     import torch

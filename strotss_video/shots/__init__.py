@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,6 +18,7 @@ from typing import Any
 
 from ..config import ShotsConfig
 from ..errors import InputError
+from ..io.timecode import parse_time
 from ..io.timeline import Timeline
 
 __all__ = ["Shot", "detect_cuts", "find_shots", "format_shot_table", "read_cut_file",
@@ -95,10 +95,6 @@ def detect_cuts(path: str | os.PathLike[str], config: ShotsConfig, timeline: Tim
 
 # --------------------------------------------------------------------------- cuts files
 
-# What a cuts file line may be; _parse_line turns it into a frame index or seconds.
-_FRAME = re.compile(r"\d+")
-_SECONDS = re.compile(r"(\d+\.\d*|\.\d+|\d+)\s*s|(\d*\.\d+|\d+\.)")
-_CLOCK = re.compile(r"(?:(\d+):)?(\d+):(\d+(?:\.\d*)?)")
 # Written times are rounded to the millisecond (HH:MM:SS.mmm, PySceneDetect's "%.3f"), so a
 # frame up to half a millisecond before the written time is the one that was meant.
 _ROUNDING = Fraction(1, 2000)
@@ -110,8 +106,10 @@ _FORMAT_HINT = ("one cut per line: a frame index (120), seconds (4.5 or 4.5s) or
 def read_cut_file(path: str | os.PathLike[str], timeline: Timeline) -> list[int]:
     """Cuts listed in a text file, as sorted unique source frame indices inside the range.
 
-    One cut per line: a frame index (``120``), seconds (``4.5`` / ``4.5s``) or a clock time
-    (``MM:SS.sss`` / ``HH:MM:SS.sss``); blank lines and ``#`` comments are skipped. A CSV from
+    One cut per line, in the grammar of ``--start`` / ``--end``
+    (:func:`~strotss_video.io.timecode.parse_time`: a frame index ``120``, seconds ``4.5s``, a
+    clock time ``MM:SS.sss`` / ``HH:MM:SS.sss``) plus one addition: a bare decimal ``4.5`` is
+    seconds too. Blank lines and ``#`` comments are skipped. A CSV from
     PySceneDetect's ``list-scenes`` is read too: the start of every scene after the first.
     Cuts on or before the range's first frame, or at/after its end, are ignored; a cut past the
     end of the whole video is an error."""
@@ -146,17 +144,10 @@ def read_cut_file(path: str | os.PathLike[str], timeline: Timeline) -> list[int]
 
 def _parse_line(p: Path, number: int, s: str) -> int | Fraction:
     """A frame index (int) or seconds (Fraction) from one line of a cuts file."""
-    if _FRAME.fullmatch(s):
-        return int(s)
-    m = _SECONDS.fullmatch(s)
-    if m:
-        return Fraction(Decimal(m.group(1) or m.group(2)))
-    m = _CLOCK.fullmatch(s)
-    if m:
-        hours, minutes, seconds = int(m.group(1) or 0), int(m.group(2)), Decimal(m.group(3))
-        if seconds < 60 and (m.group(1) is None or minutes < 60):
-            return Fraction(hours * 3600 + minutes * 60) + Fraction(seconds)
-    raise InputError(f"{p} line {number}: {s!r} is not a cut; write {_FORMAT_HINT}")
+    try:
+        return parse_time(s, decimal_seconds=True)
+    except InputError:
+        raise InputError(f"{p} line {number}: {s!r} is not a cut; write {_FORMAT_HINT}") from None
 
 
 def _cut_index(p: Path, number: int, text: str, cut: int | Fraction,
