@@ -14,7 +14,7 @@ from strotss_video.config import StrotssConfig
 from strotss_video.io.image import read_image
 from strotss_video.pipeline.image import stylize_image
 from strotss_video.stylize.guidance import build_guidance
-from strotss_video.stylize import optimize
+from strotss_video.stylize import step as step_module
 from strotss_video.stylize.optimize import ScaleStep, StyleBank, default_plan, final_scale_plan, stylize
 from strotss_video.stylize.pyramid import laplacian_band
 
@@ -143,10 +143,10 @@ def test_autotune_final_times_algorithms_for_the_last_scale_only(
 
 def test_content_similarity_is_precomputed_only_when_it_is_less_work() -> None:
     # 5800 candidates, 1024 points: one big product costs as much as ~32 per-step ones.
-    assert not optimize._precompute_similarity(5800, 1024, 10)
-    assert optimize._precompute_similarity(5800, 1024, 40)
-    assert optimize._precompute_similarity(500, 1024, 1)  # fewer candidates than points
-    assert not optimize._precompute_similarity(9000, 1024, 250)  # over the memory cap
+    assert not step_module.precompute_similarity(5800, 1024, 10)
+    assert step_module.precompute_similarity(5800, 1024, 40)
+    assert step_module.precompute_similarity(500, 1024, 1)  # fewer candidates than points
+    assert not step_module.precompute_similarity(9000, 1024, 250)  # over the memory cap
 
 
 def test_precomputed_and_per_step_content_targets_agree(tiny_extractor: torch.nn.Module,
@@ -154,10 +154,10 @@ def test_precomputed_and_per_step_content_targets_agree(tiny_extractor: torch.nn
     content, style = _images()
     cfg = StrotssConfig(max_size=32, scales=1, iters=40, output_points=256, style_points=64)
     # 24x32 has 768 candidates: 40 steps of 256 points make the precomputation pay.
-    assert optimize._precompute_similarity(24 * 32, 256, 40)
+    assert step_module.precompute_similarity(24 * 32, 256, 40)
     bank = StyleBank(tiny_extractor, style, cfg)
     precomputed = stylize(content, bank, tiny_extractor, cfg, progress=False)
-    monkeypatch.setattr(optimize, "PRECOMPUTE_SIMILARITY_MAX", 0)
+    monkeypatch.setattr(step_module, "PRECOMPUTE_SIMILARITY_MAX", 0)
     per_step = stylize(content, bank, tiny_extractor, cfg, progress=False)
     torch.testing.assert_close(per_step.image, precomputed.image, rtol=0, atol=1e-5)
     assert per_step.scales[0].losses["content"] == pytest.approx(

@@ -42,7 +42,7 @@ def _load(image: ImageLike, what: str) -> torch.Tensor:
 
 
 def _check_mask(mask: torch.Tensor, image: torch.Tensor, what: str) -> None:
-    check_mask_size(tuple(mask.shape[-2:]), tuple(image.shape[-2:]), what)
+    check_mask_size((mask.shape[-2], mask.shape[-1]), (image.shape[-2], image.shape[-1]), what)
 
 
 def result_stats(result: StylizeResult, weights_source: str, device: torch.device,
