@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 
@@ -78,6 +78,10 @@ class StrotssConfig:
         return [self.max_size >> (self.scales - 1 - k) for k in range(self.scales)]
 
 
+CudaGraphs = Literal["on", "off"]
+CudnnBenchmark = Literal["on", "off", "final"]
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Where and how to run; nothing here changes the maths."""
@@ -95,12 +99,12 @@ class RuntimeConfig:
     does on CUDA with more mantissa bits (an AMX Xeon: warm steps ~1.4x faster than mixed;
     README: Mixed precision); elsewhere fast is what auto picks; auto: mixed on CUDA and on
     CPUs with native bfloat16 (AMX or AVX512-BF16), float32 elsewhere."""
-    cuda_graphs: str = "on"
+    cuda_graphs: CudaGraphs = "on"
     """on: on CUDA, replay each scale's optimisation step as one CUDA graph after three eager
     steps (same arithmetic, no launch overhead; measured on an H100 at 512 px: warm frames
     0.65 -> 0.25 s, GPU memory flat from frame to frame; README: GPU); a failed capture warns
     once and the run goes on with eager steps. Ignored on CPU and with region guidance."""
-    cudnn_benchmark: str = "off"
+    cudnn_benchmark: CudnnBenchmark = "off"
     """On CUDA, whether cuDNN times its convolution algorithms once per shape (the timing is
     part of a process's first cold frame): off: none, cuDNN's heuristics; on: every shape;
     final: only the last scale's shapes, the ones warm frames reuse. Off by default: measured

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..config import StrotssConfig
+from ..config import CudaGraphs, CudnnBenchmark, StrotssConfig
 from ..features.sampling import random_pixels, read_nearest
 from ..features.vgg import FeatureExtractor
 from ..losses import StyleTarget
@@ -138,7 +138,7 @@ class _Run:
     clock: Clock
     guidance: Guidance | None
     progress: bool
-    graphs: str
+    graphs: CudaGraphs
 
 
 @dataclass(frozen=True)
@@ -154,8 +154,9 @@ def stylize(content: torch.Tensor, styles: StyleBank, extractor: FeatureExtracto
             cfg: StrotssConfig, plan: Sequence[ScaleStep] | None = None,
             init: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
             guidance: Guidance | None = None, pixel_loss: PixelLoss | None = None,
-            early_stop: EarlyStop | None = None, graphs: str = "off",
-            rate: torch.Tensor | None = None, autotune: str | None = None) -> StylizeResult:
+            early_stop: EarlyStop | None = None, graphs: CudaGraphs = "off",
+            rate: torch.Tensor | None = None,
+            autotune: CudnnBenchmark | None = None) -> StylizeResult:
     """Optimise one image.
 
     content (1,3,H,W) in [0,1] at any size (resized per scale); ``init`` (1,3,h,w) replaces the
