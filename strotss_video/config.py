@@ -38,7 +38,8 @@ class StrotssConfig:
     max_size: int = 512
     """Long side of the output at the final scale, in pixels."""
     scales: int = 4
-    """Number of coarse-to-fine scales; long sides are max_size / 2**(scales-1-k)."""
+    """Number of coarse-to-fine scales; long sides are max_size / 2**(scales-1-k). The coarsest
+    ones are dropped (with a note) where a frame's short side would be below 16 px."""
     iters: int = 250
     """Optimiser steps per scale."""
     content_weight: float = 1.0
@@ -68,10 +69,10 @@ class StrotssConfig:
         _non_negative("strotss.min_region_pixels", self.min_region_pixels)
         if not 0 < self.rmsprop_alpha < 1:
             raise ConfigError(f"strotss.rmsprop_alpha must be in (0, 1) (got {self.rmsprop_alpha})")
-        if self.max_size >> (self.scales - 1) < 16:
-            raise ConfigError(
-                f"strotss.max_size {self.max_size} with {self.scales} scales makes a first scale below "
-                "16 px; use fewer scales or a larger max size")
+        # Scales too small for a frame are dropped once its size is known; below 16 px none fits.
+        if self.max_size < 16:
+            raise ConfigError(f"strotss.max_size {self.max_size} is below 16 px, the least VGG "
+                              "needs; use a larger max size")
 
     def scale_sizes(self) -> list[int]:
         """Long side of each scale, coarse to fine."""

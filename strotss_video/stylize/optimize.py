@@ -26,11 +26,12 @@ from .guidance import Guidance
 from .loop import GRAPH_WARMUP, Clock, EarlyStop, LoopResult, run_steps, side_stream
 from .pyramid import laplacian_band
 from .schedule import (MIN_SCALE_SIDE, ScaleStep, check_scale_sizes, default_plan,
-                       final_scale_plan)
+                       final_scale_plan, fit_scales)
 from .step import PixelLoss, PyramidImage, ScalePoints, Step, Tap, sample_points
 
 __all__ = ["MIN_SCALE_SIDE", "EarlyStop", "PixelLoss", "ScaleReport", "ScaleStep", "StyleBank",
-           "StylizeResult", "check_scale_sizes", "default_plan", "final_scale_plan", "stylize"]
+           "StylizeResult", "check_scale_sizes", "default_plan", "final_scale_plan",
+           "fit_scales", "stylize"]
 
 
 def _seeded(seed: int, *salt: int) -> torch.Generator:

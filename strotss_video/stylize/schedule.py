@@ -1,12 +1,13 @@
-"""The coarse-to-fine schedule: its stages, and whether a frame size can hold them."""
+"""The coarse-to-fine schedule: its stages, and the scales a frame size can hold."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ..config import StrotssConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, Notice
 from ..losses import alpha_at
 from ..tensorops import scaled_size
 
@@ -65,3 +66,33 @@ def check_scale_sizes(height: int, width: int, plan: Sequence[ScaleStep],
             raise ConfigError(f"the {step.long_side} px scale would be "
                               f"{_frame(height, width, step.long_side)}, below the {min_side} px "
                               "VGG needs; use fewer --scales or a larger --max-size")
+
+
+def fit_scales(cfg: StrotssConfig, height: int, width: int,
+               min_side: int = MIN_SCALE_SIDE) -> StrotssConfig:
+    """``cfg`` for frames of (height, width): the coarsest scales whose frame would have a side
+    below ``min_side`` are dropped, with one :class:`~strotss_video.errors.Notice` naming them.
+
+    The kept scales keep their sizes and weights: alpha halves from one scale to the next
+    starting at the coarsest, so ``alpha_base`` halves once per dropped scale (exact in
+    floating point). Raises ConfigError when not even the final scale fits."""
+    sizes = cfg.scale_sizes()
+    dropped = [s for s in sizes if _too_small(height, width, s, min_side)]
+    kept = [s for s in sizes if s not in dropped]
+    if not dropped:
+        return cfg
+    if not kept:
+        raise ConfigError(f"at --max-size {cfg.max_size} the frame would be "
+                          f"{_frame(height, width, cfg.max_size)}, below the {min_side} px VGG "
+                          "needs; use a larger --max-size")
+    one = len(dropped) == 1
+    frames = ", ".join(_frame(height, width, s) for s in dropped)
+    warnings.warn(f"dropped the {_sides(dropped)} px {'scale' if one else 'scales'}: "
+                  f"{'its frame' if one else 'their frames'} ({frames}) would be below the "
+                  f"{min_side} px VGG needs; running the {_sides(kept)} px "
+                  f"{'scale' if len(kept) == 1 else 'scales'}", Notice, stacklevel=2)
+    return replace(cfg, scales=len(kept), alpha_base=cfg.alpha_base / 2 ** len(dropped))
+
+
+def _sides(sizes: list[int]) -> str:
+    return ", ".join(str(s) for s in sizes)
