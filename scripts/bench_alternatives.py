@@ -42,7 +42,7 @@ from bench_image import one_scale_setup  # noqa: E402
 from bench_products import median_ms  # noqa: E402
 import strotss_video.losses.content as content_module  # noqa: E402
 import strotss_video.losses.total as total  # noqa: E402
-import strotss_video.stylize.optimize as optimize_module  # noqa: E402
+import strotss_video.stylize.step as step_module  # noqa: E402
 from strotss_video.config import RuntimeConfig, StrotssConfig  # noqa: E402
 from strotss_video.losses.content import self_similarity  # noqa: E402
 from strotss_video.losses.ops import symmetric_product, unit_rows  # noqa: E402
@@ -168,8 +168,8 @@ def strotss_loss_fresh(*args: object, scratch: torch.Tensor | None = None,
 
 
 S17_PARTS: dict[str, list[tuple[object, str, Callable]]] = {
-    "views": [(optimize_module, "strotss_loss", partial(strotss_loss_views, keep_scratch=True))],
-    "scratch": [(optimize_module, "strotss_loss", strotss_loss_fresh)],
+    "views": [(step_module, "strotss_loss", partial(strotss_loss_views, keep_scratch=True))],
+    "scratch": [(step_module, "strotss_loss", strotss_loss_fresh)],
     "moment": [(total, "moment_loss", moment_mirrored)],
     "argmax": [(total, "remd_cosine", remd_cosine_three_passes),
                (style_module, "relaxed_emd", relaxed_emd_three_passes)],
@@ -177,7 +177,7 @@ S17_PARTS: dict[str, list[tuple[object, str, Callable]]] = {
 }
 """Each session-17 change as the patches that restore what it replaced (but the tapped
 columns' single leaf, which lives inside the step)."""
-S17_ALL = [(optimize_module, "strotss_loss", strotss_loss_views),
+S17_ALL = [(step_module, "strotss_loss", strotss_loss_views),
            *(p for name, ps in S17_PARTS.items() if name not in ("views", "scratch") for p in ps)]
 
 

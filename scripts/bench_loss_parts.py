@@ -102,7 +102,7 @@ def main() -> None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
     loop_faults: list[int] = []
-    plain_loop = optimize._loop
+    plain_loop = optimize.run_steps
 
     def counted_loop(*a: Any, **k: Any) -> Any:
         f = minflt()
@@ -114,14 +114,14 @@ def main() -> None:
     extractor, _ = extractor_for(RuntimeConfig(), cpu, None, False)
     cfg = StrotssConfig(max_size=256, scales=1, iters=args.steps)
     image, bank, plan = one_scale_setup(extractor, (144, 256), cfg, args.steps, cpu)
-    optimize._loop = counted_loop
+    optimize.run_steps = counted_loop
     try:
         stylize(image, bank, extractor, cfg, plan=plan, progress=False)
         f0 = minflt()
         rep = stylize(image, bank, extractor, cfg, plan=plan, seed=1, progress=False).scales[0]
         faults = (minflt() - f0) / rep.iterations
     finally:
-        optimize._loop = plain_loop
+        optimize.run_steps = plain_loop
     print(json.dumps({"benchmark": "bench_loss_parts", "threads": torch.get_num_threads(),
                       "ms_forward_backward_median": out,
                       "ms_partner_gather_after_cost_median": gathers,

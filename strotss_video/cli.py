@@ -16,7 +16,7 @@ from typing import Any, NoReturn, Sequence
 from . import __version__
 from .config import (FILL_MODES, PRECISIONS, Config, available_presets, build_config,
                      flag_overrides)
-from .errors import (Interrupted, StrotssError, UsageError, WeightsError,
+from .errors import (Interrupted, Notice, StrotssError, UsageError, WeightsError,
                      install_stop_handlers, quote)
 
 PROG = "strotss-video"
@@ -69,7 +69,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     s.add_argument("--max-size", type=_positive_int, metavar="PX",
                    help="long side of the result in pixels (default 512)")
     s.add_argument("--scales", type=_positive_int, metavar="N",
-                   help="coarse-to-fine scales (default 4)")
+                   help="coarse-to-fine scales (default 4); the coarsest are dropped, with "
+                        "a note, where the frame would be below the 16 px VGG needs")
     s.add_argument("--iters", type=_positive_int, metavar="N",
                    help="optimiser steps per scale (default 250)")
     s.add_argument("--content-weight", type=_non_negative_float, metavar="W",
@@ -422,7 +423,8 @@ def _run_weights(args: argparse.Namespace) -> int:
 
 
 def _one_line_warnings() -> None:
-    """Show each distinct warning once, as one line (the default is two lines per call site)."""
+    """Show each distinct warning once, as one line (the default is two lines per call site);
+    a :class:`Notice` as a ``note:`` line."""
     seen: set[str] = set()
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -430,7 +432,8 @@ def _one_line_warnings() -> None:
         text = " ".join(str(message).split())
         if text not in seen:
             seen.add(text)
-            print(f"{PROG}: warning: {text}", file=sys.stderr)
+            kind = "note" if issubclass(category, Notice) else "warning"
+            print(f"{PROG}: {kind}: {text}", file=sys.stderr)
 
     warnings.showwarning = show
 

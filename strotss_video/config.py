@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 
@@ -50,7 +50,8 @@ class StrotssConfig:
     max_size: int = 512
     """Long side of the output at the final scale, in pixels."""
     scales: int = 4
-    """Number of coarse-to-fine scales; long sides are max_size / 2**(scales-1-k)."""
+    """Number of coarse-to-fine scales; long sides are max_size / 2**(scales-1-k). The coarsest
+    ones are dropped (with a note) where a frame's short side would be below 16 px."""
     iters: int = 250
     """Optimiser steps per scale."""
     content_weight: float = 1.0
@@ -81,14 +82,18 @@ class StrotssConfig:
         _non_negative("strotss.min_region_pixels", self.min_region_pixels)
         if not 0 < self.rmsprop_alpha < 1:
             raise ConfigError(f"strotss.rmsprop_alpha must be in (0, 1) (got {self.rmsprop_alpha})")
-        if self.max_size >> (self.scales - 1) < 16:
-            raise ConfigError(
-                f"strotss.max_size {self.max_size} with {self.scales} scales makes a first scale below "
-                "16 px; use fewer scales or a larger max size")
+        # Scales too small for a frame are dropped once its size is known; below 16 px none fits.
+        if self.max_size < 16:
+            raise ConfigError(f"strotss.max_size {self.max_size} is below 16 px, the least VGG "
+                              "needs; use a larger max size")
 
     def scale_sizes(self) -> list[int]:
         """Long side of each scale, coarse to fine."""
         return [self.max_size >> (self.scales - 1 - k) for k in range(self.scales)]
+
+
+CudaGraphs = Literal["on", "off"]
+CudnnBenchmark = Literal["on", "off", "final"]
 
 
 @dataclass(frozen=True)
@@ -108,12 +113,12 @@ class RuntimeConfig:
     does on CUDA with more mantissa bits (an AMX Xeon: warm steps ~1.4x faster than mixed;
     README: Mixed precision); elsewhere fast is what auto picks; auto: mixed on CUDA and on
     CPUs with native bfloat16 (AMX or AVX512-BF16), float32 elsewhere."""
-    cuda_graphs: str = "on"
+    cuda_graphs: CudaGraphs = "on"
     """on: on CUDA, replay each scale's optimisation step as one CUDA graph after three eager
     steps (same arithmetic, no launch overhead; measured on an H100 at 512 px: warm frames
     0.65 -> 0.25 s, GPU memory flat from frame to frame; README: GPU); a failed capture warns
     once and the run goes on with eager steps. Ignored on CPU and with region guidance."""
-    cudnn_benchmark: str = "off"
+    cudnn_benchmark: CudnnBenchmark = "off"
     """On CUDA, whether cuDNN times its convolution algorithms once per shape (the timing is
     part of a process's first cold frame): off: none, cuDNN's heuristics; on: every shape;
     final: only the last scale's shapes, the ones warm frames reuse. Off by default: measured

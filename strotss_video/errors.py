@@ -56,6 +56,11 @@ class Interrupted(StrotssError):
         self.work_dir = work_dir
 
 
+class Notice(UserWarning):
+    """Something the user should know about a run that goes on (the CLI prints it as a
+    ``note:`` line), e.g. scales dropped because the frame is too small for them."""
+
+
 _STOP = threading.Event()
 
 

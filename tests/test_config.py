@@ -56,7 +56,7 @@ def test_yaml_dump_round_trips() -> None:
     ("strotss:\n  content_weight: -1\n", ">= 0"),
     ("temporal:\n  warm_lr: fast\n", "must be float"),
     ("temporal:\n  repaint_rate: 0\n", "temporal.repaint_rate"),
-    ("strotss:\n  max_size: 16\n  scales: 4\n", "below 16 px"),
+    ("strotss:\n  max_size: 8\n  scales: 1\n", "below 16 px"),
     ("runtime:\n  device: tpu\n", "runtime.device"),
     ("runtime:\n  cudnn_benchmark: sometimes\n", "runtime.cudnn_benchmark"),
     ("runtime:\n  precision: off\n", "runtime.precision"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -11,11 +12,13 @@ import torch
 
 from conftest import pattern_image
 from strotss_video.config import StrotssConfig
+from strotss_video.errors import ConfigError, Notice
 from strotss_video.io.image import read_image
 from strotss_video.pipeline.image import stylize_image
 from strotss_video.stylize.guidance import build_guidance
-from strotss_video.stylize import optimize
-from strotss_video.stylize.optimize import ScaleStep, StyleBank, default_plan, final_scale_plan, stylize
+from strotss_video.stylize import step as step_module
+from strotss_video.stylize.optimize import (ScaleStep, StyleBank, default_plan, final_scale_plan,
+                                            fit_scales, stylize)
 from strotss_video.stylize.pyramid import laplacian_band
 
 TINY = StrotssConfig(max_size=32, scales=2, iters=3, output_points=64, style_points=128)
@@ -143,10 +146,10 @@ def test_autotune_final_times_algorithms_for_the_last_scale_only(
 
 def test_content_similarity_is_precomputed_only_when_it_is_less_work() -> None:
     # 5800 candidates, 1024 points: one big product costs as much as ~32 per-step ones.
-    assert not optimize._precompute_similarity(5800, 1024, 10)
-    assert optimize._precompute_similarity(5800, 1024, 40)
-    assert optimize._precompute_similarity(500, 1024, 1)  # fewer candidates than points
-    assert not optimize._precompute_similarity(9000, 1024, 250)  # over the memory cap
+    assert not step_module.precompute_similarity(5800, 1024, 10)
+    assert step_module.precompute_similarity(5800, 1024, 40)
+    assert step_module.precompute_similarity(500, 1024, 1)  # fewer candidates than points
+    assert not step_module.precompute_similarity(9000, 1024, 250)  # over the memory cap
 
 
 def test_precomputed_and_per_step_content_targets_agree(tiny_extractor: torch.nn.Module,
@@ -154,10 +157,10 @@ def test_precomputed_and_per_step_content_targets_agree(tiny_extractor: torch.nn
     content, style = _images()
     cfg = StrotssConfig(max_size=32, scales=1, iters=40, output_points=256, style_points=64)
     # 24x32 has 768 candidates: 40 steps of 256 points make the precomputation pay.
-    assert optimize._precompute_similarity(24 * 32, 256, 40)
+    assert step_module.precompute_similarity(24 * 32, 256, 40)
     bank = StyleBank(tiny_extractor, style, cfg)
     precomputed = stylize(content, bank, tiny_extractor, cfg, progress=False)
-    monkeypatch.setattr(optimize, "PRECOMPUTE_SIMILARITY_MAX", 0)
+    monkeypatch.setattr(step_module, "PRECOMPUTE_SIMILARITY_MAX", 0)
     per_step = stylize(content, bank, tiny_extractor, cfg, progress=False)
     torch.testing.assert_close(per_step.image, precomputed.image, rtol=0, atol=1e-5)
     assert per_step.scales[0].losses["content"] == pytest.approx(
@@ -214,13 +217,44 @@ def test_real_weights_64px_lowers_the_style_loss(content_png: Path, style_png: P
 
 
 def test_scales_too_small_for_vgg_are_refused_up_front() -> None:
-    from strotss_video.errors import ConfigError
     from strotss_video.stylize.optimize import check_scale_sizes
 
     plan = default_plan(StrotssConfig(max_size=64, scales=2))  # 32 then 64 px long side
     check_scale_sizes(48, 64, plan)  # 24x32 at the first scale: fine
     with pytest.raises(ConfigError, match="below the 16 px"):
         check_scale_sizes(20, 64, plan)  # 10x32 at the first scale
+
+
+def test_fit_scales_drops_the_coarsest_and_keeps_the_rest_as_they_were() -> None:
+    """At 64x48 the default 8 and 16 px scales would be 8x6 and 16x12: dropped, with one
+    notice; the 32 and 64 px scales keep their weights bit for bit, warm plans included."""
+    cfg = StrotssConfig(max_size=64, scales=4, content_weight=0.7)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = fit_scales(cfg, 48, 64)
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (Notice, "dropped the 8, 16 px scales: their frames (8x6, 16x12) would be below the "
+                 "16 px VGG needs; running the 32, 64 px scales")]
+    assert fitted.scale_sizes() == [32, 64]
+    assert default_plan(fitted) == default_plan(cfg)[2:]
+    assert final_scale_plan(fitted, 5) == final_scale_plan(cfg, 5)
+    with pytest.warns(Notice, match=r"the 16 px scale: its frame \(16x9\)"):
+        assert fit_scales(StrotssConfig(max_size=64, scales=3), 36, 64).scale_sizes() == [32, 64]
+
+
+def test_fit_scales_leaves_a_schedule_that_fits_alone() -> None:
+    cfg = StrotssConfig(max_size=64, scales=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fit_scales(cfg, 48, 64) is cfg
+        # A smaller extractor (coarsest stride 2) fits every scale.
+        assert fit_scales(StrotssConfig(max_size=16, scales=4), 12, 16, min_side=2).scales == 4
+
+
+def test_fit_scales_refuses_a_frame_no_scale_fits() -> None:
+    with pytest.raises(ConfigError, match="at --max-size 16 the frame would be 16x12, below "
+                                          "the 16 px VGG needs"):
+        fit_scales(StrotssConfig(max_size=16, scales=2), 12, 16)
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,7 @@ from ..features.vgg import FeatureExtractor
 from ..files import atomic_write_bytes
 from ..io.image import read_image, write_image
 from ..stylize.guidance import Guidance, build_guidance
-from ..stylize.optimize import (MIN_SCALE_SIDE, StyleBank, StylizeResult, check_scale_sizes,
-                                default_plan, stylize)
+from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, StylizeResult, fit_scales, stylize
 from .runtime import extractor_for, resolve_device
 from .spec import check_image_outputs, check_image_size, check_mask_size
 
@@ -42,7 +41,7 @@ def _load(image: ImageLike, what: str) -> torch.Tensor:
 
 
 def _check_mask(mask: torch.Tensor, image: torch.Tensor, what: str) -> None:
-    check_mask_size(tuple(mask.shape[-2:]), tuple(image.shape[-2:]), what)
+    check_mask_size((mask.shape[-2], mask.shape[-1]), (image.shape[-2], image.shape[-1]), what)
 
 
 def result_stats(result: StylizeResult, weights_source: str, device: torch.device,
@@ -84,8 +83,10 @@ def stylize_image(content: ImageLike, style: ImageLike, output: str | os.PathLik
     check_image_outputs(inputs, out_path, overwrite, stats_path)
     content_t = _load(content, "content image")
     style_t = _load(style, "style image")
-    check_scale_sizes(content_t.shape[-2], content_t.shape[-1], default_plan(config.strotss),
-                      max(extractor.strides) if extractor is not None else MIN_SCALE_SIDE)
+    # The scales the content's size can hold, fixed once: the stats record what ran.
+    config = replace(config, strotss=fit_scales(
+        config.strotss, content_t.shape[-2], content_t.shape[-1],
+        max(extractor.strides) if extractor is not None else MIN_SCALE_SIDE))
     guidance: Guidance | None = None
     if guide is not None:
         content_mask, style_mask = (_load(guide[0], "content mask"), _load(guide[1], "style mask"))

@@ -29,7 +29,7 @@ from ..io.reader import read_frames
 from ..io.timeline import scan_timeline
 from ..io.writer import VideoWriter
 from ..shots import Shot, find_shots
-from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, check_scale_sizes, default_plan
+from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, fit_scales
 from ..tensorops import resize
 from .chain import (FrameRecord, Flows, VideoStylizer, flows_ahead, processing_size, to_tensor,
                     to_uint8)
@@ -61,7 +61,7 @@ class ShotTask:
 @dataclass
 class JobPlan:
     spec: JobSpec
-    config: Config  # max_size fixed to the processing size
+    config: Config  # max_size fixed to the processing size, scales to those it holds
     work: WorkDir
     info: VideoInfo
     size: tuple[int, int]
@@ -117,8 +117,11 @@ def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: b
     if spec.output is not None:
         check_encoder(spec.config.video.codec)
     ph, pw = processing_size(info.height, info.width, spec.config.strotss.max_size)
-    config = replace(spec.config, strotss=replace(spec.config.strotss, max_size=max(ph, pw)))
-    check_scale_sizes(ph, pw, default_plan(config.strotss), min_scale_side)
+    # Fixed here, once, for every frame and worker: the processing size, and the scales it
+    # holds (part of the work directory's key).
+    strotss = fit_scales(replace(spec.config.strotss, max_size=max(ph, pw)), ph, pw,
+                         min_scale_side)
+    config = replace(spec.config, strotss=strotss)
     if config.video.output_size == "source":
         out_size = (info.height - info.height % 2, info.width - info.width % 2)
     else:

@@ -6,6 +6,10 @@ import torch
 import torch.nn.functional as F
 
 
+def _size(x: torch.Tensor) -> tuple[int, int]:
+    return x.shape[-2], x.shape[-1]
+
+
 def _down(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     return F.interpolate(x, size=(max(h // 2, 1), max(w // 2, 1)), mode="bilinear",
@@ -18,7 +22,7 @@ def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def laplacian_band(image: torch.Tensor) -> torch.Tensor:
     """Finest band-pass level: image - up(down(image)). (B,C,H,W) -> same shape."""
-    return image - _up(_down(image), tuple(image.shape[-2:]))
+    return image - _up(_down(image), _size(image))
 
 
 def decompose(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
@@ -27,7 +31,7 @@ def decompose(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
     current = image
     for _ in range(levels):
         small = _down(current)
-        bands.append(current - _up(small, tuple(current.shape[-2:])))
+        bands.append(current - _up(small, _size(current)))
         current = small
     bands.append(current)
     return bands
@@ -49,5 +53,5 @@ def recompose(pyramid: list[torch.Tensor]) -> torch.Tensor:
     """Inverse of :func:`decompose` (exact up to float rounding)."""
     current = pyramid[-1]
     for band in reversed(pyramid[:-1]):
-        current = band + _up(current, tuple(band.shape[-2:]))
+        current = band + _up(current, _size(band))
     return current
