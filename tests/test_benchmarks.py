@@ -1,5 +1,5 @@
-"""benchmarks/: the shared timing and result-file helper, and one benchmark run end to end as
-a module from the repository root."""
+"""benchmarks/: the shared timing and result-file helper, the committed result files, and one
+benchmark run end to end as a module from the repository root."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULT_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})-[a-z0-9]+(?:-[a-z0-9]+)*\.json$")
 RECORD_KEYS = {"date", "commit", "device", "command", "what", "results"}
 
 
@@ -80,6 +81,19 @@ def test_result_files_are_written_once_and_match_stdout(common: ModuleType, tmp_
     args.name = "demo"
     second = common.finish("other", {}, args, torch.device("cpu"))
     assert second.name == first.name.replace(".json", "-2.json") and first.exists()
+
+
+def test_committed_results_follow_the_convention() -> None:
+    """Every file in benchmarks/results is DATE-DEVICE-WHAT.json with its date, commit,
+    device, command and figures inside."""
+    files = sorted((ROOT / "benchmarks" / "results").iterdir())
+    assert files
+    for path in files:
+        name = RESULT_NAME.match(path.name)
+        assert name, f"{path.name} is not DATE-DEVICE-WHAT.json"
+        record = json.loads(path.read_text())
+        assert RECORD_KEYS <= record.keys(), f"{path.name} lacks {RECORD_KEYS - record.keys()}"
+        assert record["date"] == name.group(1) and record["commit"] and record["results"]
 
 
 @pytest.mark.weights
