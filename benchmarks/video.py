@@ -120,8 +120,8 @@ def shares(frames: list[dict[str, Any]], summary: dict[str, Any], wall: float) -
     return parts
 
 
-def main() -> None:
-    args = parse_args()
+def configure(args: argparse.Namespace) -> Config:
+    """The configuration benchmarked: preset, config file and flags, as the CLI builds it."""
     if args.reads:
         sampling.DEFAULT_READ = args.reads
     base = build_config(args.preset, args.config, flag_overrides({
@@ -129,10 +129,16 @@ def main() -> None:
         "cuda_graphs": args.cuda_graphs}))
     if args.allocator:
         base = replace(base, runtime=replace(base.runtime, allocator=args.allocator))
+    return base
+
+
+def run(args: argparse.Namespace, base: Config, device: torch.device
+        ) -> tuple[dict[str, Any], float, dict[str, float], dict[str, float]]:
+    """The pipeline on the clip, with the floor timed before and after it: the run's stats,
+    its wall seconds, the pooled floor and each half's floor."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-video-"))
     clip = Path(args.input) if args.input else generated_clip(tmp, args)
     style: Path | torch.Tensor = Path(args.style) if args.style else pattern(512, 512, seed=2)
-    device = resolve_device(args.device)
     # The extractor as the pipeline sets it up (bfloat16 VGG16 for mixed, the CPU products for
     # fast), so that the floor before the run times the same arithmetic as after it. The floor
     # is timed before and after the run and the two pooled: on a machine whose speed drifts
@@ -145,7 +151,8 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     settings: dict[str, Any] = {k: v for k, v in (("iters", args.iters),
-                                                   ("warm_iters", args.warm_iters)) if v is not None}
+                                                   ("warm_iters", args.warm_iters))
+                                if v is not None}
     if args.cuts:
         settings["min_shot_frames"] = 2
     t0 = time.perf_counter()
@@ -154,14 +161,22 @@ def main() -> None:
                            shots="auto" if args.cuts else "none", device=str(device),
                            **settings)
     wall = time.perf_counter() - t0
-    stats = result.stats
-    summary, frames, cfg = stats["summary"], stats["frames"], stats["config"]
-    if [pw, ph] != list(summary["processing_size"]):
+    stats = dict(result.stats, clip=str(clip))
+    if [pw, ph] != list(stats["summary"]["processing_size"]):
         raise SystemExit(f"error: the floor was sized for {pw}x{ph}, the run processed "
-                         f"{summary['processing_size']}")
-    after = floor_samples(model, (ph, pw), StrotssConfig(**cfg["strotss"]), device,
+                         f"{stats['summary']['processing_size']}")
+    after = floor_samples(model, (ph, pw), StrotssConfig(**stats["config"]["strotss"]), device,
                           floor_repeats)
     floor = floor_medians({k: Timing(before[k].samples + after[k].samples) for k in before})
+    return stats, wall, floor, {"before": floor_medians(before)["total"],
+                                "after": floor_medians(after)["total"]}
+
+
+def report(args: argparse.Namespace, stats: dict[str, Any], wall: float,
+           floor: dict[str, float], halves: dict[str, float],
+           device: torch.device) -> dict[str, Any]:
+    """The run's figures: frames, steps, shares, memory, floor, ratio and projection."""
+    summary, frames, cfg = stats["summary"], stats["frames"], stats["config"]
     cold = [f for f in frames if f["kind"] == "cold"]
     warm = [f for f in frames if f["kind"] == "warm"]
     per_scale, warm_iter = per_iteration(frames)
@@ -171,10 +186,11 @@ def main() -> None:
     full = build_config(args.preset, args.config, flag_overrides({"max_size": args.size,
                                                                   "scales": args.scales}))
     parts = shares(frames, summary, wall)
-    finish("video", {
+    return {
         "precision": summary["precision"], "reads": sampling.DEFAULT_READ,
-        "allocator": base.runtime.allocator, "cuda_graphs": cfg["runtime"]["cuda_graphs"],
-        "clip": str(clip), "frames": len(frames), "processing_size": [pw, ph],
+        "allocator": cfg["runtime"]["allocator"], "cuda_graphs": cfg["runtime"]["cuda_graphs"],
+        "clip": stats["clip"], "frames": len(frames),
+        "processing_size": summary["processing_size"],
         "measured_iters": {"cold_per_scale": cfg["strotss"]["iters"],
                            "warm": cfg["temporal"]["warm_iters"]},
         "cold_seconds_median": _median([f["seconds"] for f in cold]),
@@ -198,11 +214,18 @@ def main() -> None:
         "gpu_mib_allocated_and_peak_by_frame": [f.get("gpu_mib") for f in frames]
         if device.type == "cuda" else None,
         "floor_seconds": floor,
-        "floor_seconds_before_and_after_run": [floor_medians(before)["total"],
-                                               floor_medians(after)["total"]],
+        "floor_seconds_before_and_after_run": [halves["before"], halves["after"]],
         "ratio_iteration_to_floor": step / floor["total"] if step else None,
         **projection(full, side_times, step, _median([f["flow_seconds"] for f in warm]) or 0.0),
-    }, args, device)
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    base = configure(args)
+    device = resolve_device(args.device)
+    stats, wall, floor, halves = run(args, base, device)
+    finish("video", report(args, stats, wall, floor, halves, device), args, device)
 
 
 if __name__ == "__main__":
