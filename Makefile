@@ -30,7 +30,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) scripts/bench_image.py --sizes 64 128 256 --iters 10 --repeats 3
+	$(PY) -m benchmarks.image --sizes 64 128 256 --iters 10 --repeats 3
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

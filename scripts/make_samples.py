@@ -9,7 +9,6 @@ and a short clip panning across the scene.
 from __future__ import annotations
 
 import argparse
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -64,7 +63,6 @@ def style_strokes(size: int = 512, seed: int = 1) -> np.ndarray:
 
 def write_clip(path: Path, frames: int, size: tuple[int, int] = (320, 240), rate: int = 24) -> None:
     """A camera pan across a wide version of the scene while the sun rises. H.264, no audio."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from strotss_video.io.writer import VideoWriter
 
     w, h = size

@@ -2,7 +2,7 @@
 SIGTERM), resume, and repeat; check every finished output against an uninterrupted run.
 Prints JSON; "frames_lost" must be 0.
 
-    python scripts/soak.py --cycles 20 --frames 40 --max-size 64
+    python -m scripts.soak --cycles 20 --frames 40 --max-size 64     (from the repository root)
 
 A cycle is one kill followed by a resume. When a run finishes before its kill, its output is
 checked and the next run starts a fresh job (--fresh). Outputs are encoded losslessly (crf 0)
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from conftest import pattern_image, save_rgb  # noqa: E402
-from media import make_clip  # noqa: E402
+from scripts.make_samples import style_strokes
+from strotss_video.io.image import write_png_rgb
+from strotss_video.io.reader import read_frames
+from tests.media import make_clip
 
-from strotss_video.io.reader import read_frames  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 
@@ -44,7 +44,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     clip, style = tmp / "clip.mp4", tmp / "style.png"
     make_clip(clip, frames=args.frames, size=(96, 64), cuts=(args.frames // 2,), shift=(1, 0))
-    save_rgb(style, pattern_image(64, 64, seed=2))
+    write_png_rgb(style, np.ascontiguousarray(style_strokes(64)[..., ::-1]))
     settings = ["--preset", "test", "--max-size", str(args.max_size), "--iters", "8",
                 "--warm-iters", "3", "--min-shot-frames", "5", "--crf", "0",
                 "--encoder-preset", "ultrafast", "--quiet", "--overwrite"]

@@ -1,6 +1,6 @@
 """The CUDA path: branch-free losses, graph replay vs eager steps, the video chain on a GPU.
 
-Skipped without a CUDA device (CI has none); run by scripts/gpu_check.sh on the GPU machine."""
+Skipped without a CUDA device (CI has none); run by benchmarks/gpu/check.sh on a GPU machine."""
 
 from __future__ import annotations
 

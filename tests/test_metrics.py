@@ -1,24 +1,18 @@
 """Warping error (Lai et al.): hand checks against brute force, behaviour on generated clips with
-known motion, the one-pass multi-output helper and its frame-by-frame meter, and
-scripts/flicker_split.py (the command built on these, `evaluate`, is tested in test_evaluate)."""
+known motion, the one-pass multi-output helper and its frame-by-frame meter (the command built
+on these, `evaluate`, is tested in test_evaluate)."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
-from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from media import Clip, make_clip
+from media import make_clip
 from strotss_video.flow import make_flow
-from strotss_video.io.writer import VideoWriter
 from strotss_video.metrics import (WarpingError, WarpingMeter, mask_name, video_frames,
                                    warping_error, warping_errors)
 
@@ -210,65 +204,3 @@ def test_warping_errors_computes_flow_once_and_matches_separate_calls() -> None:
 
 
 # --------------------------------------------------------------------------- scripts
-
-
-def _write(path: Path, images: list[np.ndarray]) -> Path:
-    h, w = images[0].shape[:2]
-    with VideoWriter(path, width=w, height=h, time_base=Fraction(1, 30),
-                     average_rate=Fraction(30), crf=0, preset="ultrafast",
-                     pix_fmt="yuv444p") as writer:
-        for i, img in enumerate(images):
-            writer.write(np.ascontiguousarray(img), i)
-    return path
-
-
-def _flicker_case(tmp_path: Path, frames: int, seed: int) -> tuple[Any, Clip, Path, Path]:
-    """scripts/flicker_split.py as a module, a translating clip, its frames re-encoded as they
-    are (stable) and with a random brightness step per frame (noisy)."""
-    clip = make_clip(tmp_path / "in.mp4", frames=frames, size=(96, 64), shift=(2, 0),
-                     pix_fmt="yuv444p", audio=False)
-    rng = np.random.default_rng(seed)
-    flick = [np.clip(img.astype(np.int16) + int(rng.integers(-25, 26)), 0, 255).astype(np.uint8)
-             for img in clip.images]
-    stable = _write(tmp_path / "stable.mp4", clip.images)
-    noisy = _write(tmp_path / "noisy.mp4", flick)
-    spec = importlib.util.spec_from_file_location("flicker_split", ROOT / "scripts" / "flicker_split.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module, clip, stable, noisy
-
-
-def test_flicker_split_script_splits_the_warping_error(tmp_path: Path) -> None:
-    """scripts/flicker_split.py: per pair and output, the part of the warping error in pixels
-    the chain's mask rejects is a part (0 <= rejected <= total), and flicker shows in total."""
-    module, clip, stable, noisy = _flicker_case(tmp_path, frames=6, seed=1)
-    out = module.split(clip.path, [stable, noisy], end=6, dis_preset="fast")
-    assert len(out["pairs"]) == 5 and 0.0 <= out["rejected_share_of_pixels"] <= 1.0
-    for row in out["pairs"]:
-        for name in (str(stable), str(noisy)):
-            assert 0.0 <= row[name]["rejected"] <= row[name]["total"]
-    summary = out["summary"]
-    assert summary[str(noisy)]["total"] > 10 * summary[str(stable)]["total"]
-    assert json.loads(json.dumps(out)) == out  # printable as JSON
-
-
-def test_flicker_split_boxes_map_and_flow_scale(tmp_path: Path) -> None:
-    """Box shares of the summed per-pixel error partition it (two halves sum to 1, the whole
-    frame is 1), the excess is the last output's total minus the first's, the map holds one
-    tile per output plus the rejected count, and ``flow_scale`` gives a share of the chain's mask
-    (its flows scaled back by ``resize_flow``, tested in test_flow)."""
-    module, clip, stable, noisy = _flicker_case(tmp_path, frames=5, seed=2)
-    boxes = {"left": (0, 0, 48, 64), "right": (48, 0, 96, 64), "all": (0, 0, 96, 64)}
-    out = module.split(clip.path, [stable, noisy], end=5, dis_preset="fast", flow_scale=2.0,
-                       boxes=boxes, map_path=tmp_path / "map.png")
-    for name in (str(stable), str(noisy)):
-        shares = out["summary"][name]["boxes"]
-        assert shares["all"] == pytest.approx(1.0, rel=1e-6)
-        assert shares["left"] + shares["right"] == pytest.approx(1.0, rel=1e-6)
-    excess = out["excess_of_last_over_first"]
-    assert excess["total"] == pytest.approx(out["summary"][str(noisy)]["total"]
-                                            - out["summary"][str(stable)]["total"], rel=1e-4)
-    assert excess["boxes"]["all"] == pytest.approx(1.0, rel=1e-6)
-    assert out["flow_scale"] == 2.0 and 0.0 <= out["chain_rejected_share"] <= 1.0
-    picture = cv2.imread(str(tmp_path / "map.png"))
-    assert picture.shape == (64, 3 * 96, 3)

@@ -55,8 +55,8 @@ DEFAULT_READ = "gather"
 """The read a step uses. Gathers parallelise over points x channels; grid_sample over points
 only, looping over channels, and copies a channels-last map to NCHW and back. Measured per
 step with ~1000 points: on a 2-core CPU at 256x192, 22 vs 71 ms forward+backward
-(scripts/bench_reads.py); on an H100 at 512x288 replayed in a CUDA graph, 5.4 vs 8.6 ms for
-the whole step (scripts/bench_video.py --reads). Eager CUDA steps ask for grid_sample, which
+(docs/tuning.md); on an H100 at 512x288 replayed in a CUDA graph, 5.4 vs 8.6 ms for
+the whole step (python -m benchmarks.video --reads). Eager CUDA steps ask for grid_sample, which
 launches fewer kernels, and so does the content read (tens of thousands of points, no
 gradient), where it is faster on CPU too."""
 
@@ -77,8 +77,8 @@ def read_bilinear_columns(maps: Sequence[torch.Tensor], strides: Sequence[int],
     ``method``: "gather" reads the four corner rows of a channels-last map and scatters the
     gradient back with one ``index_add``; "grid_sample" uses ``align_corners=True``, which maps
     normalised -1..1 exactly onto pixel centres 0..W-1. None: :data:`DEFAULT_READ`. Same
-    values and gradients either way; scripts/bench_reads.py and bench_video.py ``--reads``
-    compare them."""
+    values and gradients either way; ``python -m benchmarks.video --reads`` compares them in
+    the pipeline."""
     if method is None:
         method = DEFAULT_READ
     if method not in ("gather", "grid_sample"):

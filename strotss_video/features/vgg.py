@@ -134,7 +134,7 @@ def forward_under_autocast(model: VGGHypercolumns, image: torch.Tensor,
                            dtype: torch.dtype = torch.bfloat16) -> list[torch.Tensor]:
     """``model``'s maps with its float32 body run under ``torch.autocast(dtype)``, maps returned
     as float32: the reference its low-precision copy must equal bit for bit (tests, and
-    scripts/bench_precision.py times both). image (1,3,H,W) -> [image, relu maps...]."""
+    ``benchmarks.precision speed`` times both). image (1,3,H,W) -> [image, relu maps...]."""
     with torch.autocast(image.device.type, dtype=dtype, cache_enabled=False):
         maps = model._walk(model.body, model._normalised(image))
     return [image] + [m.float() for m in maps]

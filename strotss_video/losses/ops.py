@@ -29,7 +29,7 @@ def symmetric_product(x: torch.Tensor, rows: bool, exact: bool = True) -> torch.
 
     On CPU the blocks on and above the diagonal are multiplied straight into the result and
     mirrored below it: with 4x4 blocks, 10/16 of the product's multiply-adds; 0.77x the time of
-    one product for 1024 x 2179 on a 2-core CPU (scripts/bench_products.py). Some GEMM kernels
+    one product for 1024 x 2179 on a 2-core CPU (docs/tuning.md). Some GEMM kernels
     (AVX2-only) sum (i,j) and (j,i) of a diagonal block in different orders; ``exact`` mirrors
     each diagonal block's upper triangle too (four passes over it), for callers that rely on
     exact symmetry. On CUDA, where a step is bound by kernel launches, one product."""

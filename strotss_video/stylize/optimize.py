@@ -238,7 +238,7 @@ def _step_for(run: _Run, step: ScaleStep, points: ScalePoints, pyramid: PyramidI
     # The relaxed EMDs' (N,M) cost matrices, one after the other in one buffer kept for the
     # scale: allocated anew, each (20 MiB at the default counts) is a fresh mapping that every
     # step faults in again on CPU (at 256x144 steps 11.9 ms faster with the buffer, paired
-    # median of 8 in one process: scripts/bench_alternatives.py --pieces s17). CUDA's
+    # median of 8 in one process; docs/tuning.md). CUDA's
     # caching allocator reuses blocks already.
     scratch = torch.empty(min(cfg.output_points, points.candidates.shape[0]),
                           targets[0].unit.shape[0], device=device) \

@@ -1,15 +1,14 @@
-#!/usr/bin/env python
-"""Pack the VGG16 feature weights small enough to travel to the GPU machine, and unpack them there.
+"""Pack the VGG16 feature weights small enough to travel to a GPU machine, and unpack them there.
 
-The device tool carries at most 64 MiB (working tree + carried paths); PyAV's wheel alone is
-36 MB and the float32 weights 59 MB. Convolution kernels travel as int8 with one float32 scale
+A transfer limited to 64 MiB (working tree and carried files) holds PyAV's wheel (36 MB) or the
+float32 weights (59 MB), not both. Convolution kernels travel as int8 with one float32 scale
 per output channel (biases as float32), xz-compressed: ~13 MB. The unpacked weights differ from
 the originals by at most 0.4% of each channel's largest weight: fine for timing (arithmetic cost
 does not depend on the values) and for comparisons made with the same weights, not for
 quality figures, which are measured on the CPU with the exact weights.
 
-    python scripts/gpu_weights.py pack vgg16.pth vgg16.q8.xz
-    python scripts/gpu_weights.py unpack vgg16.q8.xz vgg16.pth
+    python benchmarks/gpu/weights.py pack vgg16.pth vgg16.q8.xz
+    python benchmarks/gpu/weights.py unpack vgg16.q8.xz vgg16.pth
 """
 
 from __future__ import annotations

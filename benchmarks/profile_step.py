@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Where one optimisation step's time goes, by operator; prints JSON.
 
 Runs the image core (one scale, faithful point counts) on a synthetic content/style pair under
@@ -7,9 +6,9 @@ input shapes, largest first, with the set-up (content features, candidates) incl
 divided over the steps as in a warm frame. The profiler slows the step (~15%) and can charge a
 small operator with the wait for the thread pool left by the one before it (a 5-d product of
 the palette cost showed 20+ ms here while the whole palette cost takes 4-7 ms timed in the
-loop): read it to find where the work is, and time a change with bench_video.py.
+loop): read it to find where the work is, and time a change with benchmarks.video.
 
-    python scripts/profile_step.py --size 256 144 --iters 10 --top 30
+    python -m benchmarks.profile_step --size 256 144 --iters 10 --top 30
 
 On CUDA (``--device cuda``) it also counts the kernels a step launches and lists the kernels
 with the most device time: there a step is bound by the number of small kernels.
@@ -18,24 +17,19 @@ with the most device time: there a step is bound by the number of small kernels.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
-from pathlib import Path
+from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_image import _pattern  # noqa: E402
-from strotss_video.config import PRECISIONS, RuntimeConfig, StrotssConfig  # noqa: E402
-from strotss_video.pipeline.runtime import extractor_for, resolve_device  # noqa: E402
-from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize  # noqa: E402
+from benchmarks.common import add_output_arguments, finish
+from benchmarks.image import pattern
+from strotss_video.config import PRECISIONS, RuntimeConfig, StrotssConfig
+from strotss_video.pipeline.runtime import extractor_for, resolve_device
+from strotss_video.stylize.optimize import ScaleStep, StyleBank, stylize
 
 
-def _kernels(prof: profile, iters: int, top: int) -> dict:
+def _kernels(prof: profile, iters: int, top: int) -> dict[str, Any]:
     """Kernels launched per step and the ones with the most device time (CUDA only)."""
     from torch.autograd import DeviceType
 
@@ -65,6 +59,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", choices=PRECISIONS, default="float32")
+    add_output_arguments(ap)
     args = ap.parse_args()
 
     device = resolve_device(args.device)
@@ -72,8 +67,8 @@ def main() -> None:
     w, h = args.size
     long_side = max(w, h)
     cfg = StrotssConfig(max_size=long_side, scales=1, iters=args.iters)
-    content = _pattern(h, w, 1, device)
-    style = _pattern(long_side, long_side, 2, device)
+    content = pattern(h, w, 1, device)
+    style = pattern(long_side, long_side, 2, device)
     bank = StyleBank(extractor, style, cfg)
     bank.targets(long_side)
     plan = [ScaleStep(long_side, args.iters, cfg.final_lr, 2.0, add_content_band=False)]
@@ -86,7 +81,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     kernels = _kernels(prof, args.iters, args.top) if device.type == "cuda" else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in prof.key_averages(group_by_input_shape=True):
         if e.key.startswith("aten::") or e.key.startswith("mkldnn"):
             rows.append({"op": e.key, "shapes": str(e.input_shapes),
@@ -94,17 +89,15 @@ def main() -> None:
                          "calls_per_step": e.count / args.iters})
     rows.sort(key=lambda r: -r["ms_per_step"])
     total = sum(r["ms_per_step"] for r in rows)
-    print(json.dumps({
-        "benchmark": "profile_step", "device": str(device),
-        "device_name": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "precision": args.precision, "size": [w, h],
+    finish("profile-step", {
+        "precision": args.precision, "size": [w, h],
         "seconds_per_step_profiled": report.seconds / report.iterations,
         "ops_ms_per_step_total": round(total, 2),
         "ops_calls_per_step": round(sum(r["calls_per_step"] for r in rows), 1),
         "cuda": kernels,
         "top": [{**r, "ms_per_step": round(r["ms_per_step"], 3),
                  "calls_per_step": round(r["calls_per_step"], 2)} for r in rows[:args.top]],
-    }, indent=2))
+    }, args, device)
 
 
 if __name__ == "__main__":
