@@ -103,7 +103,7 @@ def _capture(body: StepBody, idx_all: torch.Tensor, crow_all: torch.Tensor,
         # capture happens per scale of every frame. Each capture reuses the previous one's
         # memory pool (that graph is finished and never replayed again).
         # thread_local: the pipeline's decode/commit threads may touch CUDA meanwhile.
-        graph.capture_begin(*(() if previous is None else (previous.pool(),)),
+        graph.capture_begin(pool=None if previous is None else previous.pool(),
                             capture_error_mode="thread_local")
         try:
             static = body(idx_buf, crow_buf, None)
