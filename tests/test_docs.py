@@ -13,7 +13,7 @@ _PRODUCT_GLOBS = ("README.md", "docs/**/*.md", "strotss_video/**/*.py", "strotss
                   "scripts/**/*", "benchmarks/**/*.py", "benchmarks/**/*.md", "Makefile")
 _HISTORY = re.compile(
     r"\bsessions? ?-?\d|\bsession-\d|\bthis session\b|\b(?:earlier|later) sessions?\b"
-    r"|\b(?:today|yesterday)\b|\bon (?:a|this) (?:slow|slower|normal|faster) day\b"
+    r"|\bon (?:a|this) (?:slow|slower|normal|faster) day\b"
     r"|\bwas (?:tried|measured) (?:on|in) \d", re.IGNORECASE)
 
 
