@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR := out/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo readme-image test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,15 @@ demo: setup
 		--stats $(DEMO_DIR)/stats.json
 	@echo "demo result: $(DEMO_DIR)/stylized.mp4 and its contact sheet $(DEMO_DIR)/sheet.png"
 
+# The README's picture: the first two rows of the demo's contact sheet, in 128 colours.
+readme-image: demo
+	$(PY) -c "from PIL import Image; im = Image.open('$(DEMO_DIR)/sheet.png').convert('RGB'); \
+	w, h = im.size; im.crop((0, 0, w, h // 3)).quantize(colors=128, dither=Image.Dither.NONE) \
+	.save('docs/images/demo.png', optimize=True)"
+
 test: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 bench: setup

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

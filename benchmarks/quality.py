@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from strotss_video.io.video import probe
 
 from benchmarks.common import REPO, add_output_arguments, finish
 from strotss_video.config import RuntimeConfig, StrotssConfig
 from strotss_video.features.sampling import random_pixels, read_bilinear
 from strotss_video.io.image import read_image
-from strotss_video.io.video import probe
 from strotss_video.losses import strotss_loss
 from strotss_video.losses.content import self_similarity
 from strotss_video.losses.ops import unit_rows

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from strotss_video.io.video import probe
 
 from benchmarks.common import Timing, add_output_arguments, finish
 from benchmarks.image import floor_medians, floor_samples, pattern
 from strotss_video.config import Config, StrotssConfig, build_config, flag_overrides
 from strotss_video.features import sampling
-from strotss_video.io.video import probe
 from strotss_video.pipeline.chain import processing_size
 from strotss_video.pipeline.runtime import extractor_for, resolve_device
 from strotss_video.pipeline.video import stylize_video

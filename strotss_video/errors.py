@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import threading
 
-
 QUOTE_LIMIT = 80
 """Longest piece of a user's value an error message repeats: a hostile value (a YAML alias
 bomb, a megabyte string) must not become a megabyte error line."""

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-
 from clitools import REPO, assert_one_line_error, run_cli, snapshot
 from conftest import TinyExtractor, pattern_image, save_rgb
 from media import Clip, make_clip
+
 from strotss_video.errors import ConfigError
 from strotss_video.io.image import read_png_rgb
 from strotss_video.io.reader import read_frames

@@ -10,16 +10,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 import pytest
 import yaml
-
 from clitools import PREFIX, assert_one_line_error, run_cli, snapshot
 from conftest import pattern_image, save_rgb
 

@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from strotss_video.config import (Config, StrotssConfig, available_presets, build_config,
-                                  flag_overrides, load_preset)
+from strotss_video.config import (
+    Config,
+    StrotssConfig,
+    available_presets,
+    build_config,
+    flag_overrides,
+    load_preset,
+)
 from strotss_video.errors import ConfigError
 
 

@@ -10,17 +10,15 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
+from conftest import TinyExtractor, pattern_image
+from media import make_clip
 
 from strotss_video.config import StrotssConfig
 from strotss_video.losses import remd_cosine, remd_palette
 from strotss_video.losses.ops import unit_rows
-from strotss_video.stylize.optimize import (EarlyStop, StyleBank, final_scale_plan,
-                                            stylize)
 from strotss_video.pipeline.video import stylize_video
+from strotss_video.stylize.optimize import EarlyStop, StyleBank, final_scale_plan, stylize
 from strotss_video.temporal.coherence import TemporalTerm
-
-from conftest import TinyExtractor, pattern_image
-from media import make_clip
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from clitools import PREFIX, assert_one_line_error, run_cli, snapshot
 from conftest import TinyExtractor, pattern_image, save_rgb
 from media import make_clip
+
 from strotss_video.evaluate.distances import FeatureDistances, gram, lpips_distance, style_distance
 from strotss_video.evaluate.frames import match_times
 from strotss_video.evaluate.run import evaluate_video

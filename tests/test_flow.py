@@ -13,8 +13,16 @@ from torch import nn
 
 from strotss_video.errors import InputError, UsageError
 from strotss_video.flow import (
-    estimate_pair, in_frame, make_flow, occlusion_mask, read_flo, reliability, resize_flow, warp,
-    warp_with_validity, write_flo,
+    estimate_pair,
+    in_frame,
+    make_flow,
+    occlusion_mask,
+    read_flo,
+    reliability,
+    resize_flow,
+    warp,
+    warp_with_validity,
+    write_flo,
 )
 from strotss_video.flow.consistency import consistency_checks
 from strotss_video.flow.dis import DISFlow

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from clitools import run_cli
 from conftest import pattern_image, save_rgb
+from PIL import Image
+
 from strotss_video.errors import InputError, OutputError
 from strotss_video.io import image as image_io
 from strotss_video.io.image import read_image, write_image

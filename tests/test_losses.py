@@ -8,17 +8,32 @@ Comparisons run in float64 with tight tolerances, plus float32 checks with loose
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
 
-from strotss_video.losses import (StyleTarget, alpha_at, combine, content_loss, moment_loss, moments,
-                                  relaxed_emd, remd_cosine, remd_palette, self_similarity,
-                                  strotss_loss)
-from strotss_video.losses.ops import (covariance_gap_sign, gram, outer_cosine_similarity,
-                                      symmetric_product, unit_rows)
+from strotss_video.losses import (
+    StyleTarget,
+    alpha_at,
+    combine,
+    content_loss,
+    moment_loss,
+    moments,
+    relaxed_emd,
+    remd_cosine,
+    remd_palette,
+    self_similarity,
+    strotss_loss,
+)
+from strotss_video.losses.ops import (
+    covariance_gap_sign,
+    gram,
+    outer_cosine_similarity,
+    symmetric_product,
+    unit_rows,
+)
 from strotss_video.losses.style import _palette_matrix, cosine_cost_matrix, cosine_cost_pairs
 
 PairFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -10,11 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from media import make_clip
+
 from strotss_video.flow import make_flow
-from strotss_video.metrics import (WarpingError, WarpingMeter, mask_name, video_frames,
-                                   warping_error, warping_errors)
+from strotss_video.metrics import (
+    WarpingError,
+    WarpingMeter,
+    mask_name,
+    video_frames,
+    warping_error,
+    warping_errors,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_MASK = "occluded+out_of_frame+motion_boundary"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clitools import REPO, run_cli
 from conftest import TinyExtractor, pattern_image, save_rgb
 from media import make_clip
+
 from strotss_video.errors import Interrupted, note_stop, reset_stop
 from strotss_video.io.reader import read_frames
 from strotss_video.pipeline.video import stylize_video

@@ -140,8 +140,7 @@ def test_bfloat16_products_probe_agrees_with_a_real_product() -> None:
 def test_fast_precision_resolves_to_autos_choice_where_bfloat16_is_not_native() -> None:
     import torch
 
-    from strotss_video.pipeline.runtime import (bfloat16_products, native_bfloat16,
-                                                resolve_precision)
+    from strotss_video.pipeline.runtime import bfloat16_products, native_bfloat16, resolve_precision
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_precision("fast", cuda) == "mixed" == resolve_precision("auto", cuda)
     fast_here = native_bfloat16() and bfloat16_products()

@@ -8,9 +8,16 @@ import pytest
 import torch
 
 from strotss_video.errors import InputError
-from strotss_video.features.sampling import (TapReader, candidate_grid, grid_stride,
-                                             random_pixels, read_bilinear, read_bilinear_columns,
-                                             read_nearest, subset)
+from strotss_video.features.sampling import (
+    TapReader,
+    candidate_grid,
+    grid_stride,
+    random_pixels,
+    read_bilinear,
+    read_bilinear_columns,
+    read_nearest,
+    subset,
+)
 from strotss_video.stylize.guidance import build_guidance
 
 F64 = torch.float64

@@ -11,14 +11,20 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-
 from media import Clip, make_clip
+
 from strotss_video.config import ShotsConfig
 from strotss_video.errors import InputError
 from strotss_video.io.reader import read_frames
 from strotss_video.io.timeline import Timeline, scan_timeline
-from strotss_video.shots import (Shot, detect_cuts, find_shots, format_shot_table, read_cut_file,
-                                 shots_from_cuts)
+from strotss_video.shots import (
+    Shot,
+    detect_cuts,
+    find_shots,
+    format_shot_table,
+    read_cut_file,
+    shots_from_cuts,
+)
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 

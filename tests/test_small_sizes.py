@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from clitools import assert_one_line_error, run_cli, snapshot
 from conftest import pattern_image, save_rgb
 from media import make_clip
+
 from strotss_video.io.image import read_image
 from strotss_video.io.probe import probe
 from strotss_video.tensorops import scaled_size

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import pytest
 import torch
-
 from conftest import pattern_image
+
 from strotss_video.config import StrotssConfig
 from strotss_video.errors import ConfigError, Notice
 from strotss_video.io.image import read_image
 from strotss_video.pipeline.image import stylize_image
-from strotss_video.stylize.guidance import build_guidance
 from strotss_video.stylize import step as step_module
-from strotss_video.stylize.optimize import (ScaleStep, StyleBank, default_plan, final_scale_plan,
-                                            fit_scales, stylize)
+from strotss_video.stylize.guidance import build_guidance
+from strotss_video.stylize.optimize import (
+    ScaleStep,
+    StyleBank,
+    default_plan,
+    final_scale_plan,
+    fit_scales,
+    stylize,
+)
 from strotss_video.stylize.pyramid import laplacian_band
 
 TINY = StrotssConfig(max_size=32, scales=2, iters=3, output_points=64, style_points=128)
@@ -357,7 +363,7 @@ def test_low_precision_extractor_matches_autocast_bit_for_bit() -> None:
     assert not all(torch.equal(a, b) for a, b in zip(f32_maps[1:], low_maps[1:]))
 
 
-def _random_vgg() -> "torch.nn.Module":
+def _random_vgg() -> torch.nn.Module:
     """VGG16 hypercolumns with random weights (no download), channels-last as built."""
     from torchvision.models.vgg import cfgs, make_layers
 

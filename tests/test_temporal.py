@@ -11,9 +11,16 @@ import pytest
 import torch
 
 from strotss_video.flow.warp import in_frame, warp
-from strotss_video.temporal.coherence import (FLAT_REACH, TemporalTerm, checked_mask,
-                                              long_term_weights, lowpass, neighbour_flow,
-                                              temporal_loss, warm_start)
+from strotss_video.temporal.coherence import (
+    FLAT_REACH,
+    TemporalTerm,
+    checked_mask,
+    long_term_weights,
+    lowpass,
+    neighbour_flow,
+    temporal_loss,
+    warm_start,
+)
 from strotss_video.tensorops import push_pull
 
 H, W = 11, 13

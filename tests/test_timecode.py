@@ -10,8 +10,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-
 from clitools import REPO
+
 from strotss_video.errors import InputError
 from strotss_video.io.timecode import parse_time
 from strotss_video.io.timeline import Timeline

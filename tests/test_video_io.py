@@ -11,9 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media import (
+    Clip,
+    corrupt_packet,
+    demux_summary,
+    make_audio_only,
+    make_clip,
+    make_jpeg,
+    truncate,
+)
 
-from media import (Clip, corrupt_packet, demux_summary, make_audio_only, make_clip, make_jpeg,
-                   truncate)
 from strotss_video.errors import InputError, OutputError
 from strotss_video.io.probe import VideoInfo, probe
 from strotss_video.io.reader import Frame, VideoReadWarning, read_frames

@@ -13,27 +13,34 @@ import json
 import os
 import subprocess
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 import torch
-
-import strotss_video.pipeline.chain as chain_module
-import strotss_video.temporal.coherence as coherence_module
-import strotss_video.pipeline.job as job_module
 from clitools import assert_one_line_error, run_cli, snapshot
 from conftest import TinyExtractor, pattern_image, save_rgb
 from media import Clip, PacketInfo, demux_summary, make_audio_only, make_clip, make_jpeg
+
+import strotss_video.pipeline.chain as chain_module
+import strotss_video.pipeline.job as job_module
+import strotss_video.temporal.coherence as coherence_module
 from strotss_video.io.probe import probe
 from strotss_video.io.reader import VideoReadWarning, read_frames
-from strotss_video.pipeline.video import (SHEET_FRAMES, VideoResult, VideoStylizer,
-                                          processing_size, stylize_video, to_tensor)
+from strotss_video.pipeline.video import (
+    SHEET_FRAMES,
+    VideoResult,
+    VideoStylizer,
+    processing_size,
+    stylize_video,
+    to_tensor,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY: dict[str, Any] = dict(max_size=64, scales=1, iters=3, output_points=64, style_points=128,

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.timeline import Timeline, scan_timeline
 from ..io.reader import Frame, read_frames
+from ..io.timeline import Timeline, scan_timeline
 
 Bound = int | Fraction | None
 

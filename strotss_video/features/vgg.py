@@ -6,7 +6,8 @@ Tensor convention (package-wide): images are float32 RGB ``(B,3,H,W)`` in [0,1].
 from __future__ import annotations
 
 import copy
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import nn

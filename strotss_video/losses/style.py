@@ -7,8 +7,9 @@ the same value and gradient as differentiating through ``min``, at a fraction of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

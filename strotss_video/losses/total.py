@@ -25,7 +25,7 @@ class StyleTarget:
     cov: torch.Tensor
 
     @classmethod
-    def from_hypercolumns(cls, b: torch.Tensor) -> "StyleTarget":
+    def from_hypercolumns(cls, b: torch.Tensor) -> StyleTarget:
         """b (M,D) style hypercolumns whose first 3 channels are RGB."""
         with torch.no_grad():
             mean, cov = moments(b)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -18,9 +19,14 @@ from ..config import Config
 from ..features.vgg import FeatureExtractor
 from ..flow.base import FlowEstimator
 from ..stylize.optimize import EarlyStop, StyleBank, final_scale_plan, stylize
+from ..temporal.coherence import (
+    TemporalTerm,
+    long_term_weights,
+    neighbour_flow,
+    warm_masks,
+    warm_start,
+)
 from ..tensorops import scaled_size
-from ..temporal.coherence import (TemporalTerm, long_term_weights, neighbour_flow, warm_masks,
-                                  warm_start)
 
 
 @dataclass

@@ -16,8 +16,13 @@ from typing import Any
 
 import numpy as np
 import scenedetect
-from scenedetect import (AdaptiveDetector, ContentDetector, FrameTimecode, SceneDetector,
-                         SceneManager)
+from scenedetect import (
+    AdaptiveDetector,
+    ContentDetector,
+    FrameTimecode,
+    SceneDetector,
+    SceneManager,
+)
 from scenedetect.stats_manager import StatsManager
 from scenedetect.video_stream import FrameRateUnavailable, VideoOpenFailure
 

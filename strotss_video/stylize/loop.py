@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -114,7 +114,7 @@ def _capture(body: StepBody, idx_all: torch.Tensor, crow_all: torch.Tensor,
         reason = (str(exc).strip().splitlines() or ["unknown error"])[0]
         _GRAPHS_FAILED.append(reason)
         warnings.warn(f"CUDA graph capture failed ({reason}); running eager steps "
-                      "(--cuda-graphs off skips the attempt)")
+                      "(--cuda-graphs off skips the attempt)", stacklevel=2)
         return None
     _LAST_GRAPH[device] = graph
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -25,8 +26,14 @@ from ..tensorops import resize, resize_labels, scaled_size
 from .guidance import Guidance
 from .loop import GRAPH_WARMUP, Clock, EarlyStop, LoopResult, run_steps, side_stream
 from .pyramid import laplacian_band
-from .schedule import (MIN_SCALE_SIDE, ScaleStep, check_scale_sizes, default_plan,
-                       final_scale_plan, fit_scales)
+from .schedule import (
+    MIN_SCALE_SIDE,
+    ScaleStep,
+    check_scale_sizes,
+    default_plan,
+    final_scale_plan,
+    fit_scales,
+)
 from .step import PixelLoss, PyramidImage, ScalePoints, Step, Tap, sample_points
 
 __all__ = ["MIN_SCALE_SIDE", "EarlyStop", "PixelLoss", "ScaleReport", "ScaleStep", "StyleBank",

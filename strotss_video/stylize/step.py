@@ -3,8 +3,8 @@ step itself (forward, loss, backward, update) as a capturable callable."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 
