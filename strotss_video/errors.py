@@ -41,6 +41,10 @@ class OutputError(UsageError):
     """An output path that cannot or must not be written."""
 
 
+class BusyError(StrotssError):
+    """Another live process is working on the same job or output. Exit code 1."""
+
+
 class WeightsError(StrotssError):
     """The VGG16 weights could not be resolved from any source."""
 

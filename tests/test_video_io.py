@@ -452,7 +452,7 @@ def writer_kwargs(**over) -> dict:
     ("a", {}, ".mp4, .mov or .mkv"),
     ("a.mp4", dict(codec="no-such-codec"), "--codec"),
     ("a.mp4", dict(codec="aac"), "--codec"),
-    ("a.mp4", dict(preset="warp-speed"), "--preset"),
+    ("a.mp4", dict(preset="warp-speed"), "--encoder-preset"),
 ], ids=["odd-width", "odd-height", "avi", "no-extension", "unknown-codec", "audio-codec",
         "bad-preset"])
 def test_writer_validation_creates_no_file(tmp_path: Path, name: str, over: dict,

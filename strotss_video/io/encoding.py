@@ -21,15 +21,15 @@ import av.logging
 
 from ..errors import OutputError
 
-__all__ = ["X264_THREADS", "check_encoder", "check_pix_fmt", "codec_options",
-           "configure_threads"]
+__all__ = ["ENCODER_PRESETS", "X264_THREADS", "check_encoder", "check_encoder_settings",
+           "check_pix_fmt", "codec_options", "configure_threads"]
 
 X264_THREADS = 8
 """x264 frame threads, fixed so the bytes written do not depend on the machine's cores."""
 
 _X264 = ("libx264", "libx264rgb")
 # x264-style preset names mapped to the speed knobs of encoders that have no such presets.
-_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+ENCODER_PRESETS = _PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
             "veryslow", "placebo")
 _VPX_CPU_USED = dict(zip(_PRESETS, ("8", "7", "6", "5", "4", "3", "2", "1", "0", "0")))
 _SVT_PRESET = dict(zip(_PRESETS, ("12", "11", "10", "9", "8", "7", "5", "4", "2", "1")))
@@ -131,3 +131,22 @@ def check_encoder(codec: str, pix_fmt: str = "yuv420p") -> None:
     if formats and pix_fmt not in {f.name for f in formats}:
         names = ", ".join(f.name for f in formats[:6])
         raise OutputError(f"--codec {codec} cannot encode {pix_fmt}; use one of {names}")
+
+
+def check_encoder_settings(codec: str, crf: int, preset: str, pix_fmt: str = "yuv420p") -> None:
+    """Refuse, before any work, encoder settings the encoder would reject only when the output
+    is written: the codec and pixel format, the preset's name, then a trial open of the encoder
+    with every option (OutputError, one line)."""
+    check_encoder(codec, pix_fmt)
+    if preset not in _PRESETS:
+        raise OutputError(f"unknown --encoder-preset {preset!r}; use one of {', '.join(_PRESETS)}")
+    ctx: Any = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 64, 64, pix_fmt
+    ctx.time_base = Fraction(1, 25)
+    ctx.options = codec_options(codec, crf, preset)
+    try:
+        with av.logging.Capture(local=False):  # the encoder's own complaint would be a 2nd line
+            ctx.open()
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise OutputError(f"the {codec} encoder refuses --crf {crf} --encoder-preset {preset} "
+                          f"({exc}); check --codec, --crf and --encoder-preset") from None

@@ -1,7 +1,9 @@
 """Encoding frames to a video file with their exact source timestamps, plus copied audio.
 
 Writing goes to a hidden temporary file beside the target that is renamed into place only when
-:meth:`VideoWriter.close` succeeds, so a failed run never leaves a partial video. The same
+:meth:`VideoWriter.close` succeeds, so a failed run never leaves a partial video; the writer
+holds a ``flock`` on it meanwhile, so a cleaner can tell a killed writer's leftover from a live
+one's. The same
 frames written with the same settings give a byte-identical file (see ``io.encoding`` for the
 encoder side; the muxers run bit-exact, so Matroska writes no random segment id)."""
 
@@ -21,6 +23,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from ..errors import OutputError
+from ..files import create_held, publish
 from .audio import AudioCopy, Window
 from .encoding import check_encoder, check_pix_fmt, codec_options, configure_threads
 
@@ -39,7 +42,8 @@ class VideoWriter:
     w.write(rgb, pts)``. Frame ``pts`` are in ``time_base`` and must strictly increase; the
     file gets ``pts - pts_offset``. The video goes to a hidden temporary file beside ``path``
     that replaces ``path`` only when :meth:`close` succeeds; an exception inside the ``with``
-    block deletes it.
+    block deletes it. Without ``overwrite``, :meth:`close` never replaces a ``path`` that
+    appeared meanwhile: it raises FileExistsError and deletes the temporary file.
 
     Audio: every audio stream of ``audio_source`` is copied packet for packet. Only packets
     overlapping ``audio_window=(start_s, end_s or None)`` (seconds on the source clock) are
@@ -50,7 +54,8 @@ class VideoWriter:
                  time_base: Fraction, average_rate: Fraction | None,
                  codec: str = "libx264", crf: int = 18, preset: str = "medium",
                  pix_fmt: str = "yuv420p", audio_source: Path | None = None,
-                 audio_window: Window | None = None, pts_offset: int = 0) -> None:
+                 audio_window: Window | None = None, pts_offset: int = 0,
+                 overwrite: bool = True) -> None:
         self.path = Path(path)
         ext = self.path.suffix.lower()
         _check_target(self.path)
@@ -61,11 +66,13 @@ class VideoWriter:
         self.pts_offset = int(pts_offset)
         self.pix_fmt = pix_fmt
         self.codec = codec
+        self.overwrite = overwrite
         self._fmt = check_pix_fmt(pix_fmt, self.width, self.height)
         check_encoder(codec, pix_fmt)
 
         # The random part only keeps concurrent writers apart; it never reaches the file.
         self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.part")
+        self._tmp_held: int | None = None
         self._last_pts: int | None = None
         self._pending: tuple[Any, int] | None = None  # held one frame to learn its duration
         self._given_duration: int | None = None
@@ -79,11 +86,17 @@ class VideoWriter:
         self._audio: AudioCopy | None = None
         self._reformatter = VideoReformatter()
 
-        # av.open does not create the file; the header (_start, the last step) does, and any
-        # failure up to there deletes it again, so a refused setup leaves nothing on disk.
-        self._container = av.open(str(self._tmp), mode="w", format=CONTAINER_FORMATS[ext],
-                                  container_options=_MUXER_OPTIONS)
+        # The file exists from here on (FFmpeg writes into it, same inode, lock kept); any
+        # failure up to the header (_start, the last step) deletes it again, so a refused setup
+        # leaves nothing on disk.
         try:
+            self._tmp_held = create_held(self._tmp)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {self.path.parent}: {exc.strerror}; choose a "
+                              "writable output directory") from None
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format=CONTAINER_FORMATS[ext],
+                                      container_options=_MUXER_OPTIONS)
             self._stream = self._add_video_stream(codec, crf, preset, average_rate)
             if audio_source is not None:
                 if audio_window is None and self.pts_offset:
@@ -129,7 +142,7 @@ class VideoWriter:
             ctx.open()  # fail now on bad options/time base, not mid-run
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"cannot start the {codec} encoder ({exc}); check --codec, "
-                              "--crf and --preset") from None
+                              "--crf and --encoder-preset") from None
         return stream
 
     def _start(self) -> None:
@@ -277,7 +290,8 @@ class VideoWriter:
                 self._container.close()
             except av.error.FFmpegError as exc:
                 raise OutputError(f"finishing {self.path} failed: {exc}") from None
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path, self.overwrite)
+            self._release_tmp()
         except BaseException:
             self._abort()
             raise
@@ -321,11 +335,17 @@ class VideoWriter:
         except Exception:  # noqa: BLE001 - the file is being thrown away anyway
             pass
         self._tmp.unlink(missing_ok=True)
+        self._release_tmp()
         if self._audio is not None:
             try:
                 self._audio.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    def _release_tmp(self) -> None:
+        if self._tmp_held is not None:
+            os.close(self._tmp_held)
+            self._tmp_held = None
 
     def __enter__(self) -> VideoWriter:
         return self
