@@ -20,7 +20,7 @@ from .errors import (Interrupted, Notice, StrotssError, UsageError, WeightsError
                      install_stop_handlers, quote)
 
 PROG = "strotss-video"
-COMMANDS = ("video", "image", "shots", "batch", "evaluate", "weights")
+COMMANDS = ("video", "image", "shots", "batch", "evaluate", "weights", "work")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,7 +118,8 @@ def _add_work_options(p: argparse.ArgumentParser) -> None:
                    help="root of the work directories holding finished frames (default: "
                         "~/.cache/strotss-video/work); an interrupted run resumes from it")
     g.add_argument("--fresh", action="store_true",
-                   help="discard finished frames of an earlier run of the same job")
+                   help="discard finished frames of earlier runs writing the same output (this "
+                        "job's and those of other styles, settings or ranges)")
     g.add_argument("--keep-work", action="store_true",
                    help="keep the work directory after success (default: remove its frames)")
     g.add_argument("--workers", type=_positive_int, metavar="N",
@@ -216,11 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     bat.add_argument("--stats", metavar="FILE.json", help="write a summary as JSON")
     bat.add_argument("--overwrite", action="store_true",
                      help="replace outputs that this manifest's runs did not write")
+    bat.add_argument("--sandbox", action="store_true",
+                     help="for a manifest from someone else: refuse any file it names (inputs, "
+                          "styles, outputs, config: files, presets by path) and a --work-dir "
+                          "outside its folder; work directories default to .strotss-work there")
     bat.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     bat.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     _add_work_options(bat)
 
     _add_evaluate(sub)
+    _add_work(sub)
 
     wts = sub.add_parser("weights", help="resolve and cache the VGG16 weights (and LPIPS heads), "
                                          "print the source")
@@ -256,6 +262,24 @@ def _add_evaluate(sub: Any) -> None:
     ev.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def _add_work(sub: Any) -> None:
+    wk = sub.add_parser("work", help="list or clean the work directories",
+                        description="list: every job directory under the work root with its "
+                                    "input (and whether it still matches), output, frames done, "
+                                    "size and last change. clean: remove the finished ones, the "
+                                    "orphaned ones (input missing or changed) and, with "
+                                    "--older-than, those unchanged for DAYS days; never one a "
+                                    "running job holds.")
+    wk.add_argument("action", nargs="?", choices=("list", "clean"), metavar="list|clean",
+                    help="what to do")
+    wk.add_argument("--work-dir", metavar="DIR",
+                    help="the work root (default: ~/.cache/strotss-video/work)")
+    wk.add_argument("--older-than", type=_non_negative_float, metavar="DAYS",
+                    help="clean: also remove unfinished job directories unchanged this long")
+    wk.add_argument("--json", action="store_true", help="list: print {\"jobs\": [...]} as JSON")
+    wk.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
 def _frame_list(text: str) -> tuple[int, ...]:
@@ -306,7 +330,8 @@ def _run_video(args: argparse.Namespace) -> int:
         return 0
     # Bad inputs fail here, before the seconds it takes to import torch.
     preflight_video(args.input, args.style, args.output, config, start=args.start, end=args.end,
-                    overwrite=args.overwrite, stats=args.stats, preview_sheet=args.preview_sheet)
+                    overwrite=args.overwrite, stats=args.stats, preview_sheet=args.preview_sheet,
+                    config_file=args.config, work_dir=args.work_dir)
     from .pipeline.video import stylize_video
 
     result = stylize_video(args.input, args.style, args.output, config=config, start=args.start,
@@ -343,18 +368,21 @@ def _run_shots(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from .pipeline.manifest import load_manifest
+    from .pipeline.manifest import preflight_batch
 
     if args.manifest is None:
         raise UsageError(f"missing MANIFEST; usage: {PROG} batch MANIFEST.yaml")
-    load_manifest(args.manifest, preset=args.preset, config_file=args.config)  # before torch
+    preflight_batch(args.manifest, preset=args.preset, config_file=args.config,
+                    overrides={"threads": args.threads}, stats=args.stats,
+                    work_root=args.work_dir, sandbox=args.sandbox)  # before torch
     from .pipeline.batch import run_batch
 
     result = run_batch(args.manifest, workers=args.workers or 1,
                        executor=args.executor or "local", address=args.address,
                        work_dir=args.work_dir, fresh=args.fresh, keep_work=args.keep_work,
                        overwrite=args.overwrite, progress=not args.quiet, preset=args.preset,
-                       config_file=args.config, stats=args.stats)
+                       config_file=args.config, stats=args.stats, threads=args.threads,
+                       sandbox=args.sandbox)
     if not args.quiet:
         print(f"{len(result.finished_jobs)} job(s) written, {len(result.skipped_jobs)} already "
               f"done; {result.computed_frames} frames stylised in {result.seconds:.1f} s",
@@ -370,7 +398,7 @@ def _run_image(args: argparse.Namespace) -> int:
         return 0
     preflight_image(args.content, args.style, args.output,
                     guide=tuple(args.guide) if args.guide else None, overwrite=args.overwrite,
-                    stats=args.stats)  # before torch is imported
+                    stats=args.stats, config_file=args.config)  # before torch is imported
     from .pipeline.image import stylize_image
 
     result = stylize_image(args.content, args.style, args.output, config=config,
@@ -419,6 +447,25 @@ def _run_weights(args: argparse.Namespace) -> int:
         warnings.warn(f"{exc} (only `{PROG} evaluate` needs them)")
     else:
         print(f"lpips:  {heads.path}")
+    return 0
+
+
+def _run_work(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .pipeline import workroot
+    from .pipeline.layout import default_work_root
+
+    if args.action is None:
+        raise UsageError(f"missing ACTION; usage: {PROG} work list|clean [--work-dir DIR]")
+    root = Path(args.work_dir) if args.work_dir is not None else default_work_root()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"work directory {root} is not a directory; pass one as --work-dir")
+    if args.action == "list":
+        jobs = workroot.list_jobs(root)
+        print(workroot.dump(jobs) if args.json else workroot.format_jobs(jobs, root))
+    else:
+        print(workroot.format_removed(workroot.clean(root, args.older_than), root))
     return 0
 
 
@@ -472,6 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_batch(args)
         if args.command == "evaluate":
             return _run_evaluate(args)
+        if args.command == "work":
+            return _run_work(args)
         return _run_weights(args)
     except Interrupted as exc:
         again = shlex.join([PROG, *argv[1:]] if argv and argv[0] == "video" else [PROG, *argv])

@@ -17,7 +17,9 @@ Manifest (paths are relative to the manifest's folder; nothing in them is expand
 
 Everything is validated before any work starts; a bad manifest is rejected with the job and the
 field named. A job whose output was finished by an earlier run is skipped; a job interrupted
-earlier continues from its finished shots and frames."""
+earlier continues from its finished shots and frames. Each job and its output are locked from
+planning until the job's output is written: a second batch or video run of the same job or
+output refuses at once (the shot tasks' worker processes take no locks)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import json
 import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +35,8 @@ from ..errors import ConfigError, Interrupted, StrotssError
 from ..files import atomic_write_bytes
 from .executors import run_tasks, start_progress
 from .job import JobPlan, ShotOutcome, assemble, finish_job, job_is_done, plan_job
-from .manifest import load_manifest
-from .workdir import default_work_root
+from .manifest import batch_work_root, load_manifest, preflight_batch
+from .spec import JobSpec
 
 __all__ = ["BatchResult", "load_manifest", "run_batch"]
 
@@ -47,6 +50,8 @@ class BatchResult:
     computed_frames: int = 0
     shots_run: int = 0
     seconds: float = 0.0
+    threads_per_task: list[int] = field(default_factory=list)
+    """The CPU thread counts the shot tasks ran with (each distinct count once)."""
 
 
 def run_batch(manifest: str | os.PathLike[str], *, workers: int = 1, executor: str = "local",
@@ -54,27 +59,54 @@ def run_batch(manifest: str | os.PathLike[str], *, workers: int = 1, executor: s
               fresh: bool = False, keep_work: bool = False, overwrite: bool = False,
               progress: bool = True, preset: str | None = None,
               config_file: str | os.PathLike[str] | None = None,
-              stats: str | os.PathLike[str] | None = None) -> BatchResult:
-    """Run every job of ``manifest``: plan all jobs (validating inputs, shots and outputs), run
-    the pending shot tasks on the executor, and encode each job as soon as its shots are done."""
+              stats: str | os.PathLike[str] | None = None, threads: int | None = None,
+              sandbox: bool = False) -> BatchResult:
+    """Run every job of ``manifest``: check it, the stats file and the work root; plan (and
+    lock) all jobs, validating inputs, shots and outputs; run the pending shot tasks on the
+    executor, and encode each job as soon as its shots are done, then release its locks.
+    ``threads`` (CPU threads per shot task) overrides the manifest's; ``sandbox``: see
+    :mod:`.manifest`."""
     t0 = time.perf_counter()
-    specs = load_manifest(manifest, preset=preset, config_file=config_file)
-    root = Path(work_dir) if work_dir is not None else default_work_root()
+    root = batch_work_root(manifest, work_dir, sandbox)
+    specs = preflight_batch(manifest, preset=preset, config_file=config_file,
+                            overrides={"threads": threads}, stats=stats, work_root=root,
+                            sandbox=sandbox)
     result = BatchResult(jobs=len(specs))
+    with ExitStack() as held:  # every plan's locks, released at the latest on the way out
+        plans = _plan_all(manifest, specs, root, fresh, overwrite, result, held)
+        _run_plans(plans, root, workers, executor, address, keep_work, overwrite, progress,
+                   result)
+    result.seconds = time.perf_counter() - t0
+    if stats is not None:
+        atomic_write_bytes(Path(stats), json.dumps(vars(result), indent=2).encode())
+    return result
+
+
+def _plan_all(manifest: str | os.PathLike[str], specs: list[JobSpec], root: Path, fresh: bool,
+              overwrite: bool, result: BatchResult, held: ExitStack) -> list[JobPlan]:
+    """Plan every job; a finished one (its output unchanged since) is skipped, unlocked."""
     plans: list[JobPlan] = []
     for n, spec in enumerate(specs):
         try:
             plan = plan_job(spec, root, fresh=fresh, progress=False)
         except StrotssError as exc:
             raise type(exc)(f"{Path(manifest).name}: job {n} ({spec.name}): {exc}") from None
+        held.callback(plan.release)
         if not fresh and job_is_done(plan.work, spec.output):
             result.skipped_jobs.append(spec.name)
+            plan.release()
             continue
         assert spec.output is not None
         if spec.output.exists() and not overwrite:
             raise ConfigError(f"{Path(manifest).name}: job {spec.name}: output {spec.output} exists "
                               "and was not written by this manifest's run; pass --overwrite")
         plans.append(plan)
+    return plans
+
+
+def _run_plans(plans: list[JobPlan], root: Path, workers: int, executor: str,
+               address: str | None, keep_work: bool, overwrite: bool, progress: bool,
+               result: BatchResult) -> None:
     tasks = [t for p in plans for t in p.tasks()]
     remaining = {str(p.work.path): len(p.tasks()) for p in plans}
     by_work = {str(p.work.path): p for p in plans}
@@ -86,8 +118,9 @@ def run_batch(manifest: str | os.PathLike[str], *, workers: int = 1, executor: s
               file=sys.stderr)
 
     def job_finished(plan: JobPlan) -> None:
-        assemble(plan, overwrite=True)
+        assemble(plan, overwrite=overwrite)
         finish_job(plan, keep_work)
+        plan.release()
         result.finished_jobs.append(plan.spec.name)
         result.frames += plan.total_frames
 
@@ -98,6 +131,8 @@ def run_batch(manifest: str | os.PathLike[str], *, workers: int = 1, executor: s
     def on_done(outcome: ShotOutcome) -> None:
         result.shots_run += 1
         result.computed_frames += outcome.computed
+        if outcome.threads and outcome.threads not in result.threads_per_task:
+            result.threads_per_task.append(outcome.threads)
         remaining[outcome.work] -= 1
         if remaining[outcome.work] == 0:
             job_finished(by_work[outcome.work])
@@ -112,7 +147,3 @@ def run_batch(manifest: str | os.PathLike[str], *, workers: int = 1, executor: s
                           work_dir=str(root)) from None
     finally:
         bar.close()
-    result.seconds = time.perf_counter() - t0
-    if stats is not None:
-        atomic_write_bytes(Path(stats), json.dumps(vars(result), indent=2).encode())
-    return result

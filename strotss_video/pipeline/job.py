@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,7 +23,7 @@ from ..errors import InputError, StrotssError, check_stop
 from ..features.vgg import FeatureExtractor
 from ..flow import make_flow
 from ..flow.base import FlowEstimator
-from ..io.encoding import check_encoder
+from ..io.encoding import check_encoder_settings
 from ..io.image import write_contact_sheet
 from ..io.probe import VideoInfo, probe
 from ..io.reader import read_frames
@@ -37,7 +38,10 @@ from .image import _load
 from .overlap import Committer, Prefetch
 from .runtime import extractor_for, resolve_device
 from .spec import JobSpec, check_range
-from .workdir import LAYOUT_VERSION, WorkDir, digest, file_digest, job_dir_name
+from .locks import lock_job, lock_output, remove_stale_parts
+from .workdir import (LAYOUT_VERSION, WorkDir, digest, file_digest, input_fingerprint,
+                      job_dir_name)
+from .workroot import remove_jobs_of_output
 
 SHEET_FRAMES = 6
 
@@ -68,6 +72,11 @@ class JobPlan:
     out_size: tuple[int, int]
     shots: list[Shot]
     resumed_frames: int
+    locks: ExitStack = field(default_factory=ExitStack)  # the job's and its output's
+
+    def release(self) -> None:
+        """Let other runs work on this job and output again."""
+        self.locks.close()
 
     @property
     def total_frames(self) -> int:
@@ -93,11 +102,6 @@ def _style_identity(style: Path | torch.Tensor) -> str:
     return file_digest(style)
 
 
-def _input_identity(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def pixel_settings(config: Config) -> dict[str, Any]:
     """The settings that change output pixels (the work directory's key); encoding options,
     the device and the thread count do not invalidate finished frames."""
@@ -108,14 +112,15 @@ def pixel_settings(config: Config) -> dict[str, Any]:
 
 def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: bool = False,
              min_scale_side: int = MIN_SCALE_SIDE) -> JobPlan:
-    """Validate the job, open its work directory and fix its shots (detected once, stored)."""
+    """Validate the job, lock it and its output, open its work directory and fix its shots
+    (detected once, stored). The plan holds the locks until :meth:`JobPlan.release`."""
     info = probe(spec.input)
-    first, last = spec.start, spec.end
-    check_range(first, last)
+    check_range(spec.start, spec.end)
     for style in [spec.style, *spec.shot_styles.values()]:
         _load(style, "style image")  # validated before any work
     if spec.output is not None:
-        check_encoder(spec.config.video.codec)
+        video = spec.config.video
+        check_encoder_settings(video.codec, video.crf, video.encoder_preset)
     ph, pw = processing_size(info.height, info.width, spec.config.strotss.max_size)
     # Fixed here, once, for every frame and worker: the processing size, and the scales it
     # holds (part of the work directory's key).
@@ -126,27 +131,47 @@ def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: b
         out_size = (info.height - info.height % 2, info.width - info.width % 2)
     else:
         out_size = (ph, pw)
-    shot_styles = {str(k): _style_identity(v) for k, v in sorted(spec.shot_styles.items())}
-    key = digest({"layout": LAYOUT_VERSION, "input": _input_identity(spec.input),
-                  "style": _style_identity(spec.style), "shot_styles": shot_styles,
-                  "start": repr(first), "end": repr(last), "settings": pixel_settings(config),
-                  "size": [ph, pw], "out_size": list(out_size)})
-    meta = {"key": key, "layout": LAYOUT_VERSION, "input": str(spec.input.resolve()),
-            "style": str(spec.style) if isinstance(spec.style, Path) else "tensor",
-            "start": repr(first), "end": repr(last), "created": time.time()}
-    job_path = Path(work_root) / job_dir_name(spec.input, key)
-    existed = job_path.exists()
-    work = WorkDir.open(Path(work_root), job_path.name, meta, fresh=fresh)
+    meta = _job_identity(spec, config, (ph, pw), out_size)
+    job_path = Path(work_root) / job_dir_name(spec.input, meta["key"])
+    locks = ExitStack()
+    locks.enter_context(lock_job(job_path))
+    existed = (job_path / "job.json").exists()  # without it the directory holds nothing
     try:
+        if spec.output is not None:
+            locks.enter_context(lock_output(Path(work_root), spec.output))
+            remove_stale_parts(spec.output)
+            if fresh:
+                remove_jobs_of_output(Path(work_root), spec.output, keep=job_path.name)
+        work = WorkDir.open(Path(work_root), job_path.name, meta, fresh=fresh)
         shots = _job_shots(spec, config, work, progress)
     except BaseException:
         if not existed:  # nothing was done: leave no empty job directory behind
             shutil.rmtree(job_path, ignore_errors=True)
+        locks.close()
         raise
     plan = JobPlan(spec=spec, config=config, work=work, info=info, size=(ph, pw),
-                   out_size=out_size, shots=shots, resumed_frames=0)
+                   out_size=out_size, shots=shots, resumed_frames=0, locks=locks)
     plan.resumed_frames = plan.done_frames()
     return plan
+
+
+def _job_identity(spec: JobSpec, config: Config, size: tuple[int, int],
+                  out_size: tuple[int, int]) -> dict[str, Any]:
+    """The job's record for job.json. Its key (the work directory's name) covers everything
+    that makes the frames or names their destination: the input and output paths, the style
+    images' bytes, the range and the pixel settings. The input's content is checked by its
+    fingerprint instead, so an edited input restarts the job in the same directory."""
+    output = str(spec.output.resolve()) if spec.output is not None else None
+    shot_styles = {str(k): _style_identity(v) for k, v in sorted(spec.shot_styles.items())}
+    key = digest({"layout": LAYOUT_VERSION, "input": str(spec.input.resolve()),
+                  "output": output, "style": _style_identity(spec.style),
+                  "shot_styles": shot_styles, "start": repr(spec.start), "end": repr(spec.end),
+                  "settings": pixel_settings(config), "size": list(size),
+                  "out_size": list(out_size)})
+    return {"key": key, "layout": LAYOUT_VERSION, "input": str(spec.input.resolve()),
+            "fingerprint": input_fingerprint(spec.input), "output": output,
+            "style": str(spec.style) if isinstance(spec.style, Path) else "tensor",
+            "start": repr(spec.start), "end": repr(spec.end), "created": time.time()}
 
 
 def _job_shots(spec: JobSpec, config: Config, work: WorkDir, progress: bool) -> list[Shot]:
@@ -198,6 +223,7 @@ class ShotOutcome:
     seconds: float
     weights_source: str | None = None
     work: str = ""
+    threads: int = 0  # CPU threads the shot ran with (0: nothing was run)
 
 
 FrameCallback = Callable[[ShotTask, FrameRecord], None]
@@ -269,7 +295,7 @@ def run_shot(task: ShotTask, *, extractor: FeatureExtractor | None = None,
                            "the run started: run again with --fresh")
     work.finish_shot(shot.index, records, shot.end_frame - 1)
     return ShotOutcome(task.job, shot.index, shot.frames, computed, time.perf_counter() - t0,
-                       weights_source, str(task.work))
+                       weights_source, str(task.work), torch.get_num_threads())
 
 
 # ------------------------------------------------------------------------------- assembly
@@ -285,7 +311,8 @@ def job_records(plan: JobPlan) -> list[dict[str, Any]]:
 def assemble(plan: JobPlan, *, overwrite: bool = False, progress: bool = False,
              preview_sheet: Path | None = None) -> int:
     """Encode the finished frames of every shot, in order, with the source's pts, durations and
-    audio, to a temporary file renamed onto the output when complete. Returns the frame count."""
+    audio, to a temporary file moved onto the output when complete (without ``overwrite``, only
+    if no output appeared meanwhile). Returns the frame count."""
     spec, cfg = plan.spec, plan.config
     first, last = spec.start, spec.end
     expected = plan.total_frames
@@ -311,7 +338,8 @@ def assemble(plan: JobPlan, *, overwrite: bool = False, progress: bool = False,
                                      crf=cfg.video.crf, preset=cfg.video.encoder_preset,
                                      audio_source=spec.input if cfg.video.audio and
                                      info.audio_streams else None,
-                                     audio_window=window, pts_offset=offset)
+                                     audio_window=window, pts_offset=offset,
+                                     overwrite=overwrite)
                 writer.__enter__()
             if writer is not None:
                 writer.write(image, frame.pts, frame.duration)
@@ -324,7 +352,12 @@ def assemble(plan: JobPlan, *, overwrite: bool = False, progress: bool = False,
             raise StrotssError(f"{spec.input.name}: decoded {count} frames but the shots cover "
                                f"{expected}; the file may have changed: run again with --fresh")
         if writer is not None:
-            writer.close()  # encodes to a temporary file, renamed into place when complete
+            try:
+                writer.close()  # encodes to a temporary file, moved into place when complete
+            except FileExistsError:
+                raise StrotssError(f"output {spec.output} appeared while this run was working; "
+                                   "pass --overwrite to replace it (the finished frames are "
+                                   "kept: that run only encodes)") from None
             writer = None
     except BaseException as exc:
         if writer is not None:

@@ -11,15 +11,17 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ..config import Config
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..io.decode import decode_rgb
-from ..io.encoding import check_encoder
+from ..io.encoding import check_encoder_settings
 from ..io.paths import VIDEO_EXTENSIONS, WRITABLE_EXTENSIONS, check_output_path
 from ..io.probe import probe
 from ..io.timecode import parse_time
+from .layout import default_work_root
+from .locks import LOCK_DIR
 
 if TYPE_CHECKING:
     import torch
@@ -82,9 +84,57 @@ def check_image_file(path: str | os.PathLike[str], what: str) -> tuple[int, int]
     return h, w
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same path once symlinks are resolved, or two
+    hard links of one file."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+Labelled = Sequence[tuple[Path, str]]
+"""Paths with what they are to the user, e.g. ``(Path("a.mp4"), "job 1's input")``."""
+
+
+def check_writes(writes: Labelled, reads: Labelled) -> None:
+    """Refuse, before any work, a path the run would write that is also one it reads."""
+    for out, out_what in writes:
+        for src, src_what in reads:
+            if same_file(out, src):
+                raise OutputError(f"{out_what} {out} is also {src_what}; choose another path")
+
+
+def check_work_root(root: Path, paths: Sequence[Path]) -> None:
+    """Refuse a work root that is a file, or one whose job directories hold one of ``paths``
+    (what the run reads or writes): --fresh and ``work clean`` remove job directories."""
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"work directory {root} is not a directory; pass a directory as "
+                          "--work-dir")
+    base = root.resolve()
+    for path in paths:
+        try:
+            parts = path.resolve().relative_to(base).parts
+        except ValueError:
+            continue
+        if len(parts) > 1 and (parts[0] == LOCK_DIR or (base / parts[0] / "job.json").exists()):
+            raise OutputError(f"{path} lies inside the job directory {base / parts[0]}, which "
+                              "runs remove; move it or choose another --work-dir")
+
+
 def check_video_outputs(inputs: list[Path], output: Path | None, overwrite: bool,
-                        stats: Path | None, preview_sheet: Path | None) -> None:
-    """The video command's output, stats file and preview sheet, before any work."""
+                        stats: Path | None, preview_sheet: Path | None, *,
+                        reads: Sequence[Path] = (), work_root: Path | None = None) -> None:
+    """The video command's output, stats file and preview sheet, before any work: none of them
+    is a file the run reads (``inputs``, then config files in ``reads``), each can be written,
+    and the work root (when known) is a usable folder."""
+    writes = [(p, what) for p, what in ((output, "output"), (stats, "stats file"),
+                                         (preview_sheet, "preview sheet")) if p is not None]
+    check_writes(writes, [(p, "an input") for p in [*inputs, *reads]])
+    if work_root is not None:
+        check_work_root(work_root, [*inputs, *reads, *(p for p, _ in writes)])
     if output is not None:
         check_output_path(output, inputs, overwrite, VIDEO_EXTENSIONS)
     for extra, exts, what in ((stats, (".json",), "stats file"),
@@ -94,9 +144,12 @@ def check_video_outputs(inputs: list[Path], output: Path | None, overwrite: bool
 
 
 def check_image_outputs(inputs: list[Path], output: Path | None, overwrite: bool,
-                        stats: Path | None) -> None:
+                        stats: Path | None, reads: Sequence[Path] = ()) -> None:
     """The image command's output and stats file (a log: replaced freely, but checked before
-    hours of work)."""
+    hours of work); neither may be a file the run reads (``inputs``, then ``reads``)."""
+    writes = [(p, what) for p, what in ((output, "output"), (stats, "stats file"))
+              if p is not None]
+    check_writes(writes, [(p, "an input") for p in [*inputs, *reads]])
     if output is not None:
         check_output_path(output, inputs, overwrite, WRITABLE_EXTENSIONS)
     if stats is not None:
@@ -108,28 +161,35 @@ def preflight_video(input: str | os.PathLike[str], style: str | os.PathLike[str]
                     output: str | os.PathLike[str], config: Config, *,
                     start: str | None = None, end: str | None = None, overwrite: bool = False,
                     stats: str | os.PathLike[str] | None = None,
-                    preview_sheet: str | os.PathLike[str] | None = None) -> None:
-    """The video command's torch-free checks, in the pipeline's order: outputs, range, the
-    input's container and stream, the style image, the encoder."""
+                    preview_sheet: str | os.PathLike[str] | None = None,
+                    config_file: str | os.PathLike[str] | None = None,
+                    work_dir: str | os.PathLike[str] | None = None) -> None:
+    """The video command's torch-free checks, in the pipeline's order: outputs and the work
+    directory, range, the input's container and stream, the style image, the
+    encoder and its settings."""
     in_path, style_path = Path(input), Path(style)
     check_video_outputs([in_path, style_path], Path(output), overwrite,
                         Path(stats) if stats is not None else None,
-                        Path(preview_sheet) if preview_sheet is not None else None)
+                        Path(preview_sheet) if preview_sheet is not None else None,
+                        reads=[Path(config_file)] if config_file is not None else [],
+                        work_root=Path(work_dir) if work_dir is not None else default_work_root())
     first, last = parse_bound(start, "start"), parse_bound(end, "end")
     probe(in_path)
     check_range(first, last)
     check_image_file(style_path, "style image")
-    check_encoder(config.video.codec)
+    check_encoder_settings(config.video.codec, config.video.crf, config.video.encoder_preset)
 
 
 def preflight_image(content: str | os.PathLike[str], style: str | os.PathLike[str],
                     output: str | os.PathLike[str], *,
                     guide: tuple[str, str] | None = None, overwrite: bool = False,
-                    stats: str | os.PathLike[str] | None = None) -> None:
+                    stats: str | os.PathLike[str] | None = None,
+                    config_file: str | os.PathLike[str] | None = None) -> None:
     """The image command's torch-free checks: outputs, then each image decodes and is large
     enough, and each mask matches its image's size."""
     inputs = [Path(p) for p in (content, style, *(guide or ()))]
-    check_image_outputs(inputs, Path(output), overwrite, Path(stats) if stats else None)
+    check_image_outputs(inputs, Path(output), overwrite, Path(stats) if stats else None,
+                        reads=[Path(config_file)] if config_file is not None else [])
     sizes = [check_image_file(p, what) for p, what in zip(inputs, ("content image", "style image",
                                                                     "content mask", "style mask"))]
     for mask, image, what in ((2, 0, "content mask"), (3, 1, "style mask")):

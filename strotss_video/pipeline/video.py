@@ -98,8 +98,10 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     (frame index, seconds as Fraction, or the CLI's text forms; end exclusive). Finished frames go
     to a work directory under ``work_dir`` (default: the user cache), so an interrupted run
     continues where it stopped (``fresh`` discards them). The output is encoded to a temporary
-    file beside ``output`` and renamed into place when complete. ``workers``/``executor`` run
-    the shots in parallel (local processes or Ray)."""
+    file beside ``output`` and moved into place when complete (never onto an output that
+    appeared meanwhile, unless ``overwrite``). The job and its output are locked while it
+    runs: another run of either refuses at once. ``workers``/``executor`` run the shots in
+    parallel (local processes or Ray)."""
     t_start = time.perf_counter()
     if config is None:
         config = build_config(preset, config_file, flag_overrides(settings))
@@ -108,21 +110,39 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     in_path = Path(input)
     out_path = Path(output) if output is not None else None
     inputs = [in_path] + ([Path(style)] if not isinstance(style, torch.Tensor) else [])
+    root = Path(work_dir) if work_dir is not None else default_work_root()
     check_video_outputs(inputs, out_path, overwrite, Path(stats) if stats is not None else None,
-                        Path(preview_sheet) if preview_sheet is not None else None)
+                        Path(preview_sheet) if preview_sheet is not None else None,
+                        reads=[Path(config_file)] if config_file is not None else [],
+                        work_root=root)
     spec = JobSpec(input=in_path, style=style if isinstance(style, torch.Tensor) else Path(style),
                    output=out_path, config=config, start=parse_bound(start, "start"),
                    end=parse_bound(end, "end"), name=in_path.name)
-    device = resolve_device(config.runtime.device)
+    resolve_device(config.runtime.device)  # --device cuda without a GPU fails before planning
     t_plan = time.perf_counter()
-    plan = plan_job(spec, Path(work_dir) if work_dir is not None else default_work_root(),
-                    fresh=fresh, progress=progress,
+    plan = plan_job(spec, root, fresh=fresh, progress=progress,
                     min_scale_side=max(extractor.strides) if extractor is not None
                     else MIN_SCALE_SIDE)
+    try:
+        return _run_plan(plan, t_start, time.perf_counter() - t_plan, overwrite=overwrite,
+                         progress=progress, stats=stats, preview_sheet=preview_sheet,
+                         extractor=extractor, flow=flow, keep_work=keep_work, workers=workers,
+                         executor=executor, address=address)
+    finally:
+        plan.release()
+
+
+def _run_plan(plan: JobPlan, t_start: float, plan_seconds: float, *, overwrite: bool,
+              progress: bool, stats: str | os.PathLike[str] | None,
+              preview_sheet: str | os.PathLike[str] | None,
+              extractor: FeatureExtractor | None, flow: FlowEstimator | None, keep_work: bool,
+              workers: int, executor: str, address: str | None) -> VideoResult:
+    """Stylise the pending shots of a planned (and locked) job, encode it, write its stats."""
+    config = plan.spec.config
+    device = resolve_device(config.runtime.device)
     if plan.resumed_frames and progress:
         print(f"resuming: {plan.resumed_frames} of {plan.total_frames} frames already done in "
               f"{plan.work.path} (--fresh starts over)", file=sys.stderr)
-    plan_seconds = time.perf_counter() - t_plan
     tasks = plan.tasks()
     bar = start_progress(tasks, plan.resumed_frames, plan.total_frames, progress,
                          slots=min(workers, len(tasks)) if executor == "local" else 4)
@@ -152,5 +172,5 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     finish_job(plan, keep_work)
     if stats is not None:
         atomic_write_bytes(Path(stats), json.dumps(record_dict, indent=2).encode())
-    return VideoResult(output=out_path, frames=[FrameRecord(**r) for r in records],
+    return VideoResult(output=plan.spec.output, frames=[FrameRecord(**r) for r in records],
                        stats=record_dict, work_dir=plan.work.path)

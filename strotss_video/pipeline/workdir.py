@@ -3,7 +3,9 @@
 One mechanism serves single runs, batch runs and resumes. Layout (every file written
 atomically, so a crash or a kill at any moment leaves a consistent directory)::
 
-    job.json             what the job is (key, input, style, range, settings); checked on reuse
+    lock                 held (flock, with the holder's pid) by the one run working on the job
+    job.json             what the job is (key, input and its fingerprint, output, style, range);
+                         checked on reuse
     shots.json           the shot list, fixed by the first run
     frames/NNNNNNNN.png  finished output frames, lossless, at the output size
     state/NNNNNNNN.npz   the temporal chain after frame N (float outputs, uint8 inputs, records)
@@ -19,9 +21,9 @@ import errno
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +32,11 @@ import numpy as np
 from ..errors import OutputError, StrotssError
 from ..files import atomic_write_bytes
 from ..io.image import read_png_rgb, write_png_rgb
+from .layout import LAYOUT_VERSION, default_work_root, input_fingerprint
+from .locks import LOCK_FILE
 
-LAYOUT_VERSION = 1
-
-
-def default_work_root() -> Path:
-    """``$STROTSS_WORK_DIR``, else ``$XDG_CACHE_HOME/strotss-video/work`` (``~/.cache/...``)."""
-    if os.environ.get("STROTSS_WORK_DIR"):
-        return Path(os.environ["STROTSS_WORK_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "strotss-video" / "work"
-
+__all__ = ["LAYOUT_VERSION", "WorkDir", "default_work_root", "digest", "file_digest",
+           "input_fingerprint", "job_dir_name"]
 
 def digest(value: Any) -> str:
     """SHA-256 of a JSON-serialisable value in canonical form."""
@@ -84,7 +80,8 @@ class WorkDir:
     @classmethod
     def open(cls, root: Path, name: str, meta: dict[str, Any], fresh: bool = False) -> WorkDir:
         """Open (or create) ``root/name`` for the job described by ``meta`` (its ``key`` decides
-        reuse). ``fresh`` discards what a previous run left."""
+        reuse, its ``fingerprint`` whether the input is still the same). ``fresh`` discards
+        what a previous run left. The caller holds the job's lock."""
         if Path(name).name != name or name in ("", ".", ".."):
             raise OutputError(f"invalid work directory name {name!r}")
         root = Path(root)
@@ -92,11 +89,8 @@ class WorkDir:
         try:
             root.mkdir(parents=True, exist_ok=True)
             work = cls(path)
-            if fresh and path.exists():
-                shutil.rmtree(path)
-            existing = work.meta()
-            if existing is not None and existing.get("key") != meta["key"]:
-                shutil.rmtree(path)  # a different job under the same name: never mix frames
+            if path.exists() and (fresh or work._belongs_elsewhere(meta)):
+                work.clear()
             for d in (path, work.frames, work.states, work.shot_dir):
                 d.mkdir(exist_ok=True)  # mode from the user's umask
                 for stale in d.glob(".*.part"):  # a killed run's half-written file
@@ -106,6 +100,32 @@ class WorkDir:
         except OSError as exc:
             raise _disk_error(exc, path) from None
         return work
+
+    def _belongs_elsewhere(self, meta: dict[str, Any]) -> bool:
+        """Whether what the directory holds was made for another job than ``meta``: another
+        key under the same name, an unreadable record, or the same input path whose content
+        changed since (said in one warning line: its frames are discarded)."""
+        existing = self.meta()
+        if existing is None or existing.get("key") != meta["key"]:
+            return True
+        if existing.get("fingerprint") == meta.get("fingerprint"):
+            return False
+        done = sum(1 for _ in self.frames.glob("*.png"))
+        lost = f" ({done} finished frames discarded)" if done else ""
+        warnings.warn(f"{meta.get('input')} changed since this job's work directory was made; "
+                      f"starting the job over{lost}", stacklevel=2)
+        return True
+
+    def clear(self) -> None:
+        """Remove everything but the lock file (removing a held lock would let a second run
+        lock a new file beside this one's)."""
+        for child in self.path.iterdir():
+            if child.name == LOCK_FILE:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
     def meta(self) -> dict[str, Any] | None:
         return self._read_json(self.path / "job.json")
