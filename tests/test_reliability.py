@@ -277,6 +277,34 @@ def _disk_full(c: Case) -> list:
     return [x if x != c.work else c.tmp / DISK / WORK for x in c.video(input=clip)]
 
 
+MANIFEST_DEFAULTS = "{preset: test, max_size: 64, scales: 1, iters: 2, warm_iters: 1}"
+
+
+def _batch(c: Case, *extra: str | os.PathLike[str], jobs: str = "", defaults: str = "",
+           folder: str = ".") -> list:
+    """A manifest of one job (clip.mp4 -> out.mp4), plus ``jobs`` lines, run by ``batch``."""
+    (c.tmp / folder).mkdir(exist_ok=True)
+    manifest = c.write(f"{folder}/m.yaml", f"defaults: {defaults or MANIFEST_DEFAULTS}\njobs:\n"
+                       "  - {input: clip.mp4, style: style.png, output: out.mp4}\n" + jobs)
+    return ["batch", manifest, "--work-dir", c.work, "--threads", "1", "--quiet", *extra]
+
+
+def _output_is_next_jobs_input(c: Case) -> list:
+    # Job 0 writes out.mp4, which job 1 reads: with --overwrite it would stylise job 0's output.
+    c.out.write_bytes(c.clip.read_bytes())
+    return _batch(c, "--overwrite",
+                  jobs="  - {input: out.mp4, style: style.png, output: second.mp4}\n")
+
+
+def _sandboxed(c: Case, jobs: str = "", defaults: str = "") -> list:
+    """A manifest in ``sub/`` with its inputs, run with --sandbox and a work dir inside it."""
+    (c.tmp / "sub").mkdir()
+    for name in ("clip.mp4", "style.png"):
+        os.link(c.tmp / name, c.tmp / "sub" / name)
+    args = _batch(c, "--sandbox", jobs=jobs, defaults=defaults, folder="sub")
+    return [a if a != c.work else c.tmp / "sub" / WORK for a in args]
+
+
 def _config(text: str) -> Builder:
     return lambda c: c.video("--config", c.write("c.yaml", text))
 
@@ -372,6 +400,27 @@ CASES: list[Spec] = [
          _config("temporal: {weight: -1}\n"), 2, ("temporal.weight",)),
     Spec("device-cuda-without-gpu", "--device cuda with no GPU visible",
          lambda c: c.video("--device", "cuda"), 2, ("cuda",)),
+    Spec("encoder-preset-unknown", "--encoder-preset nosuch (refused before any frame)",
+         lambda c: c.video("--encoder-preset", "nosuch"), 2, ("nosuch", "--encoder-preset")),
+    Spec("work-dir-is-file", "--work-dir names a file (the style image)",
+         lambda c: [a if a != c.work else c.style for a in c.video()], 2,
+         ("not a directory", "--work-dir")),
+    Spec("batch-stats-is-input", "batch --stats clip.mp4, a job's input",
+         lambda c: _batch(c, "--stats", c.clip), 2, ("stats file", "input of job 0")),
+    Spec("batch-stats-is-manifest", "batch m.yaml --stats m.yaml",
+         lambda c: _batch(c, "--stats", c.tmp / "m.yaml"), 2, ("stats file", "the manifest")),
+    Spec("batch-stats-dir-missing", "batch --stats /nonexistent/s.json (refused before the work)",
+         lambda c: _batch(c, "--stats", "/nonexistent/s.json"), 2, ("/nonexistent",
+                                                                    "does not exist")),
+    Spec("batch-output-is-next-jobs-input", "job 0's output is job 1's input, with --overwrite",
+         _output_is_next_jobs_input, 2, ("job 0", "out.mp4", "input of job 1")),
+    Spec("batch-sandbox-output-outside", "batch --sandbox: an output outside the manifest's "
+         "folder (../)", lambda c: _sandboxed(c, jobs="  - {input: clip.mp4, style: style.png, "
+                                              "output: ../escape.mp4}\n"), 2,
+         ("job 1", "outside the manifest's folder", "--sandbox")),
+    Spec("batch-sandbox-preset-path", "batch --sandbox: preset: names a YAML file through ../",
+         lambda c: _sandboxed(c, defaults="{preset: ../../../../../../etc/passwd-like}"), 2,
+         ("preset", "outside the manifest's folder", "--sandbox")),
     Spec("batch-manifest-missing", "batch with a missing manifest",
          lambda c: ["batch", c.tmp / "nope.yaml", "--work-dir", c.work, "--quiet"], 2,
          ("nope.yaml",)),
