@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from clitools import REPO, assert_one_line_error, run_cli, snapshot
 from conftest import pattern_image, save_rgb
 from media import make_clip
+
 from strotss_video.io.reader import read_frames
 from strotss_video.pipeline.layout import LAYOUT_VERSION, input_fingerprint
 from strotss_video.pipeline.manifest import preflight_batch

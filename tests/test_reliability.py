@@ -28,10 +28,10 @@ import av
 import cv2
 import numpy as np
 import pytest
-
 from clitools import REPO, assert_one_line_error, run_cli, snapshot
 from conftest import pattern_image, save_rgb
 from media import corrupt_packet, make_audio_only, make_clip, make_jpeg, truncate
+
 from strotss_video.io.probe import probe
 from strotss_video.io.reader import read_frames
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,15 +33,21 @@ from ..io.writer import VideoWriter
 from ..shots import Shot, find_shots
 from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, fit_scales
 from ..tensorops import resize
-from .chain import (FrameRecord, Flows, VideoStylizer, flows_ahead, processing_size, to_tensor,
-                    to_uint8)
+from .chain import (
+    Flows,
+    FrameRecord,
+    VideoStylizer,
+    flows_ahead,
+    processing_size,
+    to_tensor,
+    to_uint8,
+)
 from .image import _load
+from .locks import lock_job, lock_output, remove_stale_parts
 from .overlap import Committer, Prefetch
 from .runtime import extractor_for, resolve_device
 from .spec import JobSpec, check_range
-from .locks import lock_job, lock_output, remove_stale_parts
-from .workdir import (LAYOUT_VERSION, WorkDir, digest, file_digest, input_fingerprint,
-                      job_dir_name)
+from .workdir import LAYOUT_VERSION, WorkDir, digest, file_digest, input_fingerprint, job_dir_name
 from .workroot import remove_jobs_of_output
 
 SHEET_FRAMES = 6

@@ -9,12 +9,21 @@ path, VGG16 weights, cut files) and the work directory must resolve inside it.""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from ..config import (FLAG_FIELDS, PRESET_DIR, Config, apply_overrides, available_presets,
-                      build_config, flag_overrides, load_yaml)
+from ..config import (
+    FLAG_FIELDS,
+    PRESET_DIR,
+    Config,
+    apply_overrides,
+    available_presets,
+    build_config,
+    flag_overrides,
+    load_yaml,
+)
 from ..errors import ConfigError, StrotssError, quote
 from ..io.paths import VIDEO_EXTENSIONS, check_output_path
 from .layout import default_work_root

@@ -8,10 +8,11 @@ checks (``check_*``), so the library and the CLI refuse the same things with the
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..errors import InputError, OutputError

@@ -24,6 +24,7 @@ from ..errors import Interrupted
 from ..features.vgg import FeatureExtractor
 from ..files import atomic_write_bytes
 from ..flow.base import FlowEstimator
+from ..io.paths import VIDEO_EXTENSIONS
 from ..stylize.optimize import MIN_SCALE_SIDE
 from .chain import FrameRecord, VideoStylizer, processing_size, to_tensor, to_uint8
 from .executors import run_tasks, start_progress
@@ -32,7 +33,6 @@ from .job import SHEET_FRAMES, JobPlan, assemble, finish_job, job_records, plan_
 from .runtime import resolve_device, resolve_precision
 from .spec import JobSpec, check_video_outputs, parse_bound
 from .workdir import default_work_root
-from ..io.paths import VIDEO_EXTENSIONS
 
 __all__ = ["FrameRecord", "SHEET_FRAMES", "VideoResult", "VideoStylizer", "processing_size",
            "stylize_video", "to_tensor", "to_uint8", "VIDEO_EXTENSIONS"]

@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..files import try_flock
-from .layout import (DONE_FILE, FRAMES_DIR, JOB_FILE, LAYOUT_VERSION, SHOTS_FILE,
-                     input_fingerprint, read_json)
+from .layout import (
+    DONE_FILE,
+    FRAMES_DIR,
+    JOB_FILE,
+    LAYOUT_VERSION,
+    SHOTS_FILE,
+    input_fingerprint,
+    read_json,
+)
 from .locks import LOCK_DIR, LOCK_FILE, acquire, is_locked
 
 State = Literal["running", "finished", "orphaned", "partial"]
@@ -187,7 +194,7 @@ def format_jobs(jobs: list[JobDir], root: Path) -> str:
         rows.append((job.path.name, state, frames, _mib(job.size), stamp,
                      f"{job.input or '?'} ({job.why})", job.output or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     lines.append(f"{_dirs(len(jobs))}, {_mib(sum(j.size for j in jobs))} in {root}")
     return "\n".join(lines)
 
