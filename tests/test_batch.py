@@ -208,12 +208,13 @@ def test_shot_override_past_the_last_shot_is_rejected(pair: Path, tmp_path: Path
 # ----------------------------------------------------------------- executors (real VGG16)
 
 def frames_of(work_root: Path) -> dict[str, np.ndarray]:
-    """Every finished frame under a work root: 'job-dir/frame' -> uint8 RGB."""
+    """Every finished frame under a work root: 'input-stem/frame' -> uint8 RGB (the job
+    directory's key also covers the output path, which differs between these runs)."""
     out = {}
     for png in sorted(work_root.glob("*/frames/*.png")):
         image = read_png_rgb(png)
         assert image is not None
-        out[f"{png.parent.parent.name}/{png.name}"] = image
+        out[f"{png.parent.parent.name.rsplit('-', 1)[0]}/{png.name}"] = image
     return out
 
 

@@ -74,8 +74,8 @@ def run_batch(manifest: str | os.PathLike[str], *, workers: int = 1, executor: s
     result = BatchResult(jobs=len(specs))
     with ExitStack() as held:  # every plan's locks, released at the latest on the way out
         plans = _plan_all(manifest, specs, root, fresh, overwrite, result, held)
-        _run_plans(plans, root, workers, executor, address, keep_work, overwrite, progress,
-                   result)
+        _run_plans(plans, result, root=root, workers=workers, executor=executor,
+                   address=address, keep_work=keep_work, overwrite=overwrite, progress=progress)
     result.seconds = time.perf_counter() - t0
     if stats is not None:
         atomic_write_bytes(Path(stats), json.dumps(vars(result), indent=2).encode())
@@ -104,9 +104,11 @@ def _plan_all(manifest: str | os.PathLike[str], specs: list[JobSpec], root: Path
     return plans
 
 
-def _run_plans(plans: list[JobPlan], root: Path, workers: int, executor: str,
-               address: str | None, keep_work: bool, overwrite: bool, progress: bool,
-               result: BatchResult) -> None:
+def _run_plans(plans: list[JobPlan], result: BatchResult, *, root: Path, workers: int,
+               executor: str, address: str | None, keep_work: bool, overwrite: bool,
+               progress: bool) -> None:
+    """Run the planned jobs' pending shots; encode each job (and release its locks) as soon as
+    its last shot is done."""
     tasks = [t for p in plans for t in p.tasks()]
     remaining = {str(p.work.path): len(p.tasks()) for p in plans}
     by_work = {str(p.work.path): p for p in plans}
