@@ -38,6 +38,7 @@ from .locks import LOCK_FILE
 __all__ = ["LAYOUT_VERSION", "WorkDir", "default_work_root", "digest", "file_digest",
            "input_fingerprint", "job_dir_name"]
 
+
 def digest(value: Any) -> str:
     """SHA-256 of a JSON-serialisable value in canonical form."""
     blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
