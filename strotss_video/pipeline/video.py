@@ -118,7 +118,7 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     plan = plan_job(spec, Path(work_dir) if work_dir is not None else default_work_root(),
                     fresh=fresh, progress=progress,
                     min_scale_side=max(extractor.strides) if extractor is not None
-                    else MIN_SCALE_SIDE)
+                    else MIN_SCALE_SIDE, workers=workers if executor == "local" else 1)
     if plan.resumed_frames and progress:
         print(f"resuming: {plan.resumed_frames} of {plan.total_frames} frames already done in "
               f"{plan.work.path} (--fresh starts over)", file=sys.stderr)
