@@ -145,6 +145,14 @@ def test_check_memory_names_the_largest_size_that_fits() -> None:
         budget.check_memory(_workload(512, workers=4), lambda s: _workload(s, 4), host=1 << 20)
 
 
+def test_workers_multiply_the_need() -> None:
+    one = budget.estimate(_workload(512)).host
+    four = budget._required(_workload(512, workers=4), resident=0)
+    assert four.host == 4 * (one + budget.WORKER_PROCESS)
+    cuda = budget.Workload(**{**vars(_workload(512, workers=4)), "device": "cuda", "gpus": 2})
+    assert budget._required(cuda, resident=0).device == 2 * budget.estimate(cuda).device
+
+
 def test_allocation_failures_are_recognised() -> None:
     assert budget.is_out_of_memory(MemoryError())
     assert budget.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried ..."))
@@ -211,6 +219,15 @@ def _limit_data(limit: int) -> Callable[[], None]:
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     return apply
+
+
+def test_image_too_large_for_memory_is_refused_up_front(media: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    proc = _cli("image", media / "content.png", media / "style.png", out, "--preset", "test",
+                "--max-size", "100000", "--quiet")
+    line = assert_one_line_error(proc, 2)
+    assert "at 100000 px would need about" in line and "use --max-size" in line, line
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.weights

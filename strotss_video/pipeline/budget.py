@@ -55,6 +55,8 @@ VGG_WEIGHTS = 96 * MIB
 CUDNN_WORKSPACE = 512 * MIB
 CUDA_CONTEXT_HOST = 1024 * MIB
 """Host memory the CUDA runtime adds to a process (its libraries and pinned pools)."""
+WORKER_PROCESS = 900 * MIB
+"""A spawned worker's own Python, torch, OpenCV and PyAV (a 32 px run peaks at 950 MiB)."""
 HEADROOM = 1.1
 """Margin kept free beyond the estimate."""
 
@@ -70,6 +72,7 @@ class Workload:
     source: tuple[int, int] | None = None  # a video's decoded frame size
     history: int = 0  # past frames the temporal chain keeps (video: 1 + long-term)
     workers: int = 1  # processes running such a workload side by side
+    gpus: int = 1  # CUDA devices the workers are spread over
 
 
 @dataclass(frozen=True)
@@ -167,11 +170,13 @@ def _gib(n: float) -> str:
 
 def _required(work: Workload, resident: int) -> Estimate:
     """Bytes a run of ``work`` adds to the machine: one process runs in this one; several
-    workers are new processes, each as large as this one (torch and VGG16 loaded)."""
+    workers are new processes, each with its own libraries, spread over ``work.gpus``."""
     need = estimate(work)
     if work.workers <= 1:
         return need
-    return Estimate(host=work.workers * (need.host + resident), device=work.workers * need.device)
+    per_gpu = math.ceil(work.workers / max(1, work.gpus))
+    return Estimate(host=work.workers * (need.host + max(resident, WORKER_PROCESS)),
+                    device=per_gpu * need.device)
 
 
 def check_memory(work: Workload, resize: Callable[[int], Workload], *,

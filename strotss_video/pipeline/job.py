@@ -168,13 +168,16 @@ def _check_memory(config: Config, info: VideoInfo, size: tuple[int, int], style:
     device = resolve_device(config.runtime.device)
     temporal = config.temporal
     history = 1 + len(temporal.long_term) if temporal.enabled else 0
+    # Workers take one GPU each, in turn, when the device is not pinned (executors.py).
+    spread = device.type == "cuda" and config.runtime.device in ("auto", "cuda")
+    gpus = torch.cuda.device_count() if spread else 1
 
     def at(side: int) -> budget.Workload:
         return budget.Workload(strotss=replace(config.strotss, max_size=side),
                                size=budget.scaled(size, side),
                                device=device.type, inputs=((style.shape[-2], style.shape[-1]),),
                                source=(info.height, info.width), history=history,
-                               workers=workers)
+                               workers=workers, gpus=gpus)
 
     budget.check_memory(at(max(size)), at)
 
