@@ -626,6 +626,10 @@ def _clean(text: str, tmp: Path) -> str:
     for root in {str(tmp.resolve()), str(tmp)}:
         text = text.replace(root, "<tmp>")
     text = re.sub(r"-[0-9a-f]{16}\b", "-<key>", text)  # work directories: <stem>-<job key>
+    # Memory figures depend on the machine: the doc shows the message's form.
+    text = re.sub(r"about [\d.]+ GiB of (memory|GPU memory), [\d.]+ GiB is available; use "
+                  r"--max-size \d+", r"about <n> GiB of \1, <m> GiB is available; use "
+                  r"--max-size <largest that fits>", text)
     return text.replace("|", "\\|")
 
 

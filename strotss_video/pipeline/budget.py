@@ -47,9 +47,11 @@ oneDNN's reorders, allocator slack): the calibration's growth from 256 to 1024 p
 (float32) and 2060 (mixed: bfloat16 maps plus their float32 copies) bytes a pixel."""
 COST_MATRICES = 6
 """(N,M) float32 matrices alive at once in a step: distances, the soft minimum, gradients."""
-FRAME_POOL = 24
-"""Source frames a threaded decoder holds at once (reference frames plus one per thread),
-at 1.5 bytes a pixel (yuv420p), each."""
+def frames_in_flight() -> int:
+    """Source frames (yuv420p: 1.5 bytes a pixel) a threaded decoder holds at once: reference
+    frames plus one per thread (FFmpeg uses up to 16). On 2 cores an 8K clip's run peaks 508 MiB
+    above a 72x40 clip's at --max-size 64, about 10 frames."""
+    return 8 + min(os.cpu_count() or 1, 16)
 VGG_WEIGHTS = 96 * MIB
 """VGG16's convolutions up to relu5_3 in float32, plus the bfloat16 copy mixed precision makes."""
 CUDNN_WORKSPACE = 512 * MIB
@@ -104,7 +106,7 @@ def estimate(work: Workload) -> Estimate:
     compute = style + cost + content + vgg + VGG_WEIGHTS
     images = sum(a * b for a, b in work.inputs) * 3 * 4 * 2  # float32, plus one tensor copy
     if work.source is not None:
-        images += work.source[0] * work.source[1] * 3 // 2 * FRAME_POOL
+        images += work.source[0] * work.source[1] * 3 // 2 * frames_in_flight()
     # The chain's past frames: float output, uint8 input, and both flows (4 channels).
     images += work.history * pixels * (3 * 4 + 3 + 4 * 4)
     if work.device == "cuda":
