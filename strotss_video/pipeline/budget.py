@@ -14,9 +14,9 @@ Calibrated on a 2-core AVX512-BF16 CPU against the peak RSS in the stats of ::
         --precision P --stats s.json
 
 (a 1024x768 content, a 512x512 style; S = 256, 512, 768, 1024; P = float32 and mixed; also
-``--style-points 20000`` and ``--output-points 4096`` at 512), less the peak of a 32 px run
-(the loaded process): the estimate (``memory_estimate_mib`` in the stats) is 1.3-1.5x that
-growth. Precision is not a term: mixed keeps bfloat16 maps and
+``--style-points 20000`` and ``--output-points 4096`` at 512) and of a 32 px run with 16 points
+(the loaded process): the estimate (``memory_estimate_mib`` in the stats) is 1.1-1.4x each run's
+growth above the loaded process, and with that process added 1.05-1.25x its peak. Precision is not a term: mixed keeps bfloat16 maps and
 their float32 copies, measured as large as float32. On CUDA the same terms are GPU memory, plus
 cuDNN's workspace."""
 
@@ -43,10 +43,11 @@ HYPERCOLUMN = 2179
 
 ACTIVATION_BYTES = 2400
 """Bytes per final-scale pixel of one VGG16 forward and backward (saved maps, their gradients,
-oneDNN's reorders, allocator slack): the calibration's growth from 256 to 1024 px is 1700
-(float32) and 2060 (mixed: bfloat16 maps plus their float32 copies) bytes a pixel."""
-COST_MATRICES = 6
-"""(N,M) float32 matrices alive at once in a step: distances, the soft minimum, gradients."""
+oneDNN's reorders, allocator slack): the calibration's peak grows by 1640 (float32) and 1950
+(mixed: bfloat16 maps plus their float32 copies) bytes a pixel from 256 to 1024 px."""
+COST_MATRICES = 8
+"""(N,M) float32 matrices alive at once in a step (distances, the soft minimum, gradients):
+the calibration's peak grows by 6.3 of them from 1024 to 4096 output points."""
 def frames_in_flight() -> int:
     """Source frames (yuv420p: 1.5 bytes a pixel) a threaded decoder holds at once: reference
     frames plus one per thread (FFmpeg uses up to 16). On 2 cores an 8K clip's run peaks 508 MiB
