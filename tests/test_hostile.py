@@ -178,7 +178,9 @@ WARNING = "strotss-video: warning: "
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    env.pop("STROTSS_VGG_WEIGHTS", None)  # as clitools.run_cli: the resolver's own sources
+    return env
 
 
 def _cli(*args: str | os.PathLike[str], preexec: Callable[[], None] | None = None
@@ -234,6 +236,8 @@ def test_image_too_large_for_memory_is_refused_up_front(media: Path, tmp_path: P
 def test_out_of_memory_run_ends_as_one_line(media: Path, tmp_path: Path) -> None:
     """The estimate reads the machine's free memory; a data limit below what a 1024 px step
     needs makes the run itself fail to allocate."""
+    if (budget.host_available() or 0) < 4 << 30:
+        pytest.skip("the estimate of a 1024 px run needs about 3 GiB free to let it start")
     out = tmp_path / "out.png"
     proc = _cli("image", media / "content.png", media / "style.png", out, "--preset", "test",
                 "--max-size", "1024", "--scales", "1", "--iters", "1", "--quiet",

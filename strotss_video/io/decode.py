@@ -11,6 +11,7 @@ decoded small (JPEG in the DCT domain) instead of holding it as float32."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +92,12 @@ def _imdecode(buffer: np.ndarray, flags: int, p: Path, what: str) -> np.ndarray 
     try:
         return cv2.imdecode(buffer, flags) if buffer.size else None
     except cv2.error as exc:
-        reason = str(exc).strip().splitlines()[-1][:120]
-        raise InputError(f"OpenCV cannot decode {what} {p} ({reason}); pass a smaller PNG, "
-                         "JPEG, TIFF or WebP file") from None
+        # "OpenCV(5.1.0) /path/loadsave.cpp:80: error: (-215:Assertion failed) pixels <= ... in
+        # function '...'": the condition is the part worth a user's reading.
+        found = re.search(r"\(-?\d+:[^)]*\) (.*?)(?: in function .*)?$", str(exc).strip())
+        reason = (found.group(1) if found else str(exc).strip().splitlines()[-1])[:120]
+        raise InputError(f"OpenCV cannot decode {what} {p} (failed: {reason}); pass a smaller "
+                         "PNG, JPEG, TIFF or WebP file") from None
 
 
 def _reduced(array: np.ndarray, long_side: int) -> np.ndarray:
