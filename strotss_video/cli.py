@@ -9,15 +9,22 @@ import argparse
 import math
 import shlex
 import sys
-import warnings
 import traceback
-from typing import Any, NoReturn, Sequence
+import warnings
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from . import __version__
-from .config import (FILL_MODES, PRECISIONS, Config, available_presets, build_config,
-                     flag_overrides)
-from .errors import (Interrupted, Notice, StrotssError, UsageError, WeightsError,
-                     install_stop_handlers, quote)
+from .config import FILL_MODES, PRECISIONS, Config, available_presets, build_config, flag_overrides
+from .errors import (
+    Interrupted,
+    Notice,
+    StrotssError,
+    UsageError,
+    WeightsError,
+    install_stop_handlers,
+    quote,
+)
 
 PROG = "strotss-video"
 COMMANDS = ("video", "image", "shots", "batch", "evaluate", "weights", "work")
@@ -91,6 +98,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="on CUDA, replay each scale's optimisation step as a CUDA graph "
                         "(default on; off runs every step eagerly)")
     r.add_argument("--vgg-weights", metavar="FILE", help="VGG16 state-dict file to use")
+    r.add_argument("--max-input-pixels", type=_positive_int, metavar="N",
+                   help="refuse inputs (images, video frames) larger than N pixels, read from "
+                        "their headers before decoding (default 400000000)")
     r.add_argument("--stats", metavar="FILE.json", help="write timings and losses as JSON")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output")
     r.add_argument("--quiet", action="store_true", help="no progress bars or messages")
@@ -300,7 +310,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
              "fill", "flow",
              "long_term", "crf", "codec", "encoder_preset", "audio", "output_size",
              "shot_detector", "adaptive_threshold", "content_threshold", "min_shot_frames",
-             "reliable_floor", "threads", "precision", "adaptive_iters", "cuda_graphs")
+             "reliable_floor", "threads", "precision", "adaptive_iters", "cuda_graphs",
+             "max_input_pixels")
     settings = {n: getattr(args, n, None) for n in names}
     temporal = getattr(args, "temporal", None)
     settings["temporal"] = None if temporal is None else temporal == "on"
@@ -398,7 +409,8 @@ def _run_image(args: argparse.Namespace) -> int:
         return 0
     preflight_image(args.content, args.style, args.output,
                     guide=tuple(args.guide) if args.guide else None, overwrite=args.overwrite,
-                    stats=args.stats, config_file=args.config)  # before torch is imported
+                    stats=args.stats, config_file=args.config,
+                    config=config)  # before torch is imported
     from .pipeline.image import stylize_image
 
     result = stylize_image(args.content, args.style, args.output, config=config,
@@ -444,7 +456,7 @@ def _run_weights(args: argparse.Namespace) -> int:
     try:  # only `evaluate` needs the heads: their absence is no reason to fail the setup
         heads = resolve_lpips_heads(progress=not args.quiet)
     except WeightsError as exc:
-        warnings.warn(f"{exc} (only `{PROG} evaluate` needs them)")
+        warnings.warn(f"{exc} (only `{PROG} evaluate` needs them)", stacklevel=2)
     else:
         print(f"lpips:  {heads.path}")
     return 0

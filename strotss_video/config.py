@@ -23,6 +23,10 @@ from .errors import ConfigError, quote
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 """The named presets, shipped as package data (so a wheel has them too)."""
 
+MAX_INPUT_PIXELS = 400_000_000
+"""Default ceiling on an input's pixel count (images and video frames), read from its header
+before anything is decoded: a small file can declare a huge image."""
+
 
 def _positive(name: str, value: float) -> None:
     if not value > 0:
@@ -137,10 +141,14 @@ class RuntimeConfig:
     """CPU threads per task; 0 = this machine's cores shared among the workers. PyTorch's CPU
     reductions sum in an order that depends on the thread count, so bit-identical frames across
     runs need the same value here."""
+    max_input_pixels: int = MAX_INPUT_PIXELS
+    """Largest input (image or video frame) accepted, in pixels (width x height), checked from
+    the file's header before decoding."""
 
     def __post_init__(self) -> None:
         _check_finite("runtime", self)
         _non_negative("runtime.threads", self.threads)
+        _positive("runtime.max_input_pixels", self.max_input_pixels)
         if self.cuda_graphs not in ("on", "off"):
             raise ConfigError(f"runtime.cuda_graphs must be on or off "
                               f"(got {quote(self.cuda_graphs)})")
@@ -457,6 +465,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "threads": ("runtime", "threads"),
     "precision": ("runtime", "precision"),
     "cuda_graphs": ("runtime", "cuda_graphs"),
+    "max_input_pixels": ("runtime", "max_input_pixels"),
 }
 
 

@@ -49,6 +49,10 @@ class WeightsError(StrotssError):
     """The VGG16 weights could not be resolved from any source."""
 
 
+class OutOfMemory(StrotssError):
+    """A run that ran out of RAM or GPU memory; the message says what to lower. Exit code 1."""
+
+
 class Interrupted(StrotssError):
     """Ctrl-C or SIGTERM during a run; finished work is kept. Exit code 130."""
 

@@ -14,6 +14,7 @@ x + dx] == frame[i][y, x]``. ``pattern="cut"`` switches to an unrelated canvas h
 shot cut at frame ``clip.cut``); ``pattern="static"`` never moves.
 
 Other helpers: :func:`make_audio_only` (an .m4a/.mka with no video), :func:`make_jpeg`,
+:func:`make_bilevel_png` (a tiny PNG declaring a huge image),
 :func:`corrupt_packet` (damage one video packet in place), :func:`truncate` (cut a file),
 :func:`demux_summary` (packet order/timestamps/bytes of a file, for comparisons).
 
@@ -22,6 +23,8 @@ milliseconds, so its ``clip.times`` are the rounded values actually stored."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -29,8 +32,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-__all__ = ["Clip", "make_clip", "make_audio_only", "make_jpeg", "corrupt_packet", "truncate",
-           "demux_summary", "PacketInfo", "upright_to_stored"]
+__all__ = ["Clip", "make_clip", "make_audio_only", "make_jpeg", "make_bilevel_png",
+           "corrupt_packet", "truncate", "demux_summary", "PacketInfo", "upright_to_stored"]
 
 # VFR gaps alternate between these (in 1/30000 s): 29.97 and 14.985 fps, like phone footage.
 VFR_TIME_BASE = Fraction(1, 30000)
@@ -255,6 +258,25 @@ def make_jpeg(path: str | Path, size: tuple[int, int] = (32, 24)) -> Path:
         s.width, s.height, s.pix_fmt = w, h, "yuvj420p"
         c.mux(s.encode(frame.reformat(format="yuvj420p")))
         c.mux(s.encode(None))
+    return path
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def make_bilevel_png(path: str | Path, width: int, height: int, pixels: bool = True) -> Path:
+    """A black 1-bit PNG of ``width`` x ``height``: 16000x16000 takes 31 KB, decoded 768 MB as
+    8-bit RGB. ``pixels=False`` writes the header alone (no image data: any size, instantly)."""
+    path = Path(path)
+    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+    data = b""
+    if pixels:
+        row = bytes(1 + (width + 7) // 8)  # filter byte 0, then the packed bits
+        packer = zlib.compressobj(9)
+        data = _png_chunk(b"IDAT", b"".join(packer.compress(row) for _ in range(height)) +
+                          packer.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + header + data + _png_chunk(b"IEND", b""))
     return path
 
 

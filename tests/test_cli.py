@@ -232,7 +232,7 @@ def test_print_config_precedence(tmp_path: Path) -> None:
     assert s["pyramid_levels"] == 5 and s["content_weight"] == 1.0  # defaults
     assert r == {"device": "auto", "seed": 4, "vgg_weights": None, "precision": "auto",
                  "cuda_graphs": "on", "cudnn_benchmark": "off", "allocator": "system",
-                 "threads": 0}
+                 "threads": 0, "max_input_pixels": 400_000_000}
 
 
 def test_neighbour_flow_flag_overrides_the_config_file(tmp_path: Path) -> None:

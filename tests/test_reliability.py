@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from clitools import REPO, assert_one_line_error, run_cli, snapshot
 from conftest import pattern_image, save_rgb
-from media import corrupt_packet, make_audio_only, make_clip, make_jpeg, truncate
+from media import corrupt_packet, make_audio_only, make_bilevel_png, make_clip, make_jpeg, truncate
 
 from strotss_video.io.probe import probe
 from strotss_video.io.reader import read_frames
@@ -96,6 +96,7 @@ class Spec:
     warns: str | None = None
     weights: bool = False
     note: str = ""  # what the case leaves behind by nature, for the doc
+    work: bool = False  # the builder ran the job first: an error leaves its work dir as it was
 
 
 # --------------------------------------------------------------------------- media builders
@@ -305,6 +306,35 @@ def _sandboxed(c: Case, jobs: str = "", defaults: str = "") -> list:
     return [a if a != c.work else c.tmp / "sub" / WORK for a in args]
 
 
+def _huge_style(c: Case) -> list:
+    # 31 KB on disk, 16000x16000 declared: decoded reduced, never as a 16k float image.
+    c.expect["stats"] = c.tmp / "stats.json"
+    return c.video("--stats", c.expect["stats"],
+                   style=make_bilevel_png(c.tmp / "huge.png", 16000, 16000))
+
+
+def _kept_work(c: Case) -> Path:
+    """Run the case's job once, keeping its work directory; returns the job's directory."""
+    first = run_cli(*c.video("--keep-work"), cwd=c.tmp, extra_env=c.env)
+    assert first.returncode == 0, first.stderr
+    c.out.unlink()
+    job, = (p for p in (c.tmp / WORK).iterdir() if not p.name.startswith("."))
+    return job
+
+
+def _truncated_frame(c: Case) -> list:
+    frame = _kept_work(c) / "frames" / "00000001.png"
+    truncate(frame, 0.5)
+    return c.video()
+
+
+def _damaged_job_file(name: str, text: str) -> Builder:
+    def build(c: Case) -> list:
+        (_kept_work(c) / name).write_text(text)
+        return c.video()
+    return build
+
+
 def _config(text: str) -> Builder:
     return lambda c: c.video("--config", c.write("c.yaml", text))
 
@@ -347,6 +377,24 @@ CASES: list[Spec] = [
          lambda c: c.video(style=c.write("notes.png", "no image here\n")), 2,
          ("style", "notes.png")),
     Spec("style-too-small", "an 8x8 style image", _tiny_style, 2, ("8x8", "16 px")),
+    Spec("style-huge-declared", "a 31 KB 1-bit PNG declaring 16000x16000 as the style",
+         _huge_style, 0, frames=4, size=(PW, PH), weights=True),
+    Spec("style-over-pixel-limit", "a 125 KB 1-bit PNG declaring 32000x32000 (1024 MP) as the "
+         "style", lambda c: c.video(style=make_bilevel_png(c.tmp / "big.png", 32000, 32000)), 2,
+         ("32000x32000", "400 MP limit", "--max-input-pixels")),
+    Spec("style-over-opencv-limit", "a PNG header declaring 50000x50000 (2500 MP) as the style",
+         lambda c: c.video(style=make_bilevel_png(c.tmp / "bomb.png", 50000, 50000, False)), 2,
+         ("50000x50000", "--max-input-pixels")),
+    Spec("style-opencv-limit-raised", "a 304 KB 1-bit PNG of 50000x50000 with "
+         "--max-input-pixels 3000000000 (above OpenCV's own limit)",
+         lambda c: c.video("--max-input-pixels", "3000000000",
+                           style=make_bilevel_png(c.tmp / "bomb.png", 50000, 50000)), 2,
+         ("OpenCV cannot decode", "bomb.png")),
+    Spec("input-over-pixel-limit", "the 66x50 clip with --max-input-pixels 3000",
+         lambda c: c.video("--max-input-pixels", "3000"), 2,
+         ("66x50", "--max-input-pixels")),
+    Spec("max-size-huge", "--max-size 100000: far more memory than any machine has",
+         lambda c: c.video("--max-size", "100000"), 2, ("100000 px", "--max-size")),
     Spec("input-8k", "an 8K (7680x4320) clip processed at --max-size 64", _input_8k, 0,
          frames=2, size=(64, 36), weights=True),
     Spec("input-odd-size", "odd dimensions (67x49)",
@@ -373,6 +421,18 @@ CASES: list[Spec] = [
          "then it is enlarged and the same command re-run", _disk_full, 1, ("disk full", "resume"),
          frames=3, size=(PW, PH), weights=True,
          note="keeps the finished frames in the work directory, by design"),
+    Spec("work-frame-truncated", "a finished frame's PNG in the kept work directory cut in "
+         "half, then the same command", _truncated_frame, 0, frames=4, size=(PW, PH),
+         warns="is damaged (removed", weights=True, work=True),
+    Spec("work-job-json-list", "the work directory's job.json replaced by []",
+         _damaged_job_file("job.json", "[]"), 1, ("job.json", "--fresh"), weights=True,
+         work=True),
+    Spec("work-job-json-not-json", "the work directory's job.json not JSON",
+         _damaged_job_file("job.json", "{not json"), 1, ("job.json", "--fresh"), weights=True,
+         work=True),
+    Spec("work-shots-json-keys", "the work directory's shots.json missing keys",
+         _damaged_job_file("shots.json", '[{"index": 0}]'), 1, ("shots.json", "--fresh"),
+         weights=True, work=True),
     Spec("range-empty", "--start 5 --end 5",
          lambda c: c.video("--start", "5", "--end", "5"), 2, ("--end",)),
     Spec("range-reversed", "--start 3 --end 1",
@@ -487,7 +547,8 @@ def _run_case(spec: Spec, tmp: Path) -> Outcome:
     return outcome
 
 
-COST = {"input-8k": 0, "disk-full-then-resume": 1}  # the slowest first: they set the pace
+# The slowest first: they set the pace.
+COST = {"input-8k": 0, "disk-full-then-resume": 1, "style-huge-declared": 1}
 
 
 @pytest.fixture(scope="module")
@@ -498,7 +559,8 @@ def matrix(request: pytest.FixtureRequest,
     wanted = {item.callspec.id for item in request.session.items
               if getattr(item, "originalname", None) == TEST and item.module is request.module}
     order = sorted((s for s in CASES if s.id in wanted),
-                   key=lambda s: (COST.get(s.id, 2 if s.weights else 3), CASES.index(s)))
+                   key=lambda s: (COST.get(s.id, 1 if s.work else 2 if s.weights else 3),
+                                  CASES.index(s)))
     dirs = {s.id: tmp_path_factory.mktemp(s.id) for s in order}
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         futures = {s.id: pool.submit(_run_case, s, dirs[s.id]) for s in order}
@@ -569,8 +631,9 @@ def test_reliability_case(spec: Spec, matrix: dict[str, Outcome]) -> None:
             assert needle in line, line
         assert proc.stdout == ""
         assert _outside_work(outcome.after) == _outside_work(outcome.before)
-        # No frame was stylised by a run that failed up front.
-        if spec.id != "disk-full-then-resume":
+        if spec.work:  # the earlier run's work directory is left for --fresh to judge
+            assert outcome.after == outcome.before
+        elif spec.id != "disk-full-then-resume":  # a run that failed up front stylised nothing
             assert _finished_frames(outcome.tmp) == 0
     else:
         assert proc.returncode == 0, proc.stderr
@@ -583,8 +646,8 @@ def test_reliability_case(spec: Spec, matrix: dict[str, Outcome]) -> None:
         stats = expect.get("stats")
         assert new == {"out.mp4"} | ({stats.name} if stats else set()), sorted(new)
         # Inputs untouched.
-        assert {k: v for k, v in outcome.after.items() if k in outcome.before} == \
-            outcome.before
+        before = _outside_work(outcome.before)
+        assert {k: v for k, v in outcome.after.items() if k in before} == before
         if "times" in expect:  # VFR: every frame at its exact source time
             assert [f.time for f in decoded] == expect["times"]
         if stats:
@@ -612,6 +675,10 @@ def _clean(text: str, tmp: Path) -> str:
     for root in {str(tmp.resolve()), str(tmp)}:
         text = text.replace(root, "<tmp>")
     text = re.sub(r"-[0-9a-f]{16}\b", "-<key>", text)  # work directories: <stem>-<job key>
+    # Memory figures depend on the machine: the doc shows the message's form.
+    text = re.sub(r"about [\d.]+ GiB of (memory|GPU memory), [\d.]+ GiB is available; use "
+                  r"--max-size \d+", r"about <n> GiB of \1, <m> GiB is available; use "
+                  r"--max-size <largest that fits>", text)
     return text.replace("|", "\\|")
 
 
@@ -632,8 +699,8 @@ def _observed(spec: Spec, outcome: Outcome) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if proc.returncode != 0:
         text = f"exit {proc.returncode}: " + " / ".join(lines)
-        left = sorted(k for k, v in outcome.after.items()
-                      if v is not None and k.split(os.sep, 1)[0] == WORK)
+        left = sorted(k for k, v in outcome.after.items() if v is not None and
+                      k.split(os.sep, 1)[0] == WORK and k not in outcome.before)
         if left:  # what planning wrote before it failed (the work dir is not the user's)
             text += f" (left in the work dir: {', '.join(left)})"
     else:

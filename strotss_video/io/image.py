@@ -6,20 +6,26 @@ Reads any image OpenCV decodes — grey, RGBA, palette, 16-bit, CMYK — as floa
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
+from ..config import MAX_INPUT_PIXELS
 from ..errors import OutputError
 from ..files import atomic_write_bytes
 from .decode import decode_rgb
 
 
-def read_image(path: str | os.PathLike[str], what: str = "image") -> torch.Tensor:
-    """Decode ``path`` -> float32 RGB (1,3,H,W) in [0,1]; ``what`` names it in errors."""
-    return torch.from_numpy(decode_rgb(path, what)).permute(2, 0, 1)[None].contiguous()
+def read_image(path: str | os.PathLike[str], what: str = "image", *,
+               max_pixels: int = MAX_INPUT_PIXELS, long_side: int | None = None) -> torch.Tensor:
+    """Decode ``path`` -> float32 RGB (1,3,H,W) in [0,1]; ``what`` names it in errors.
+    ``max_pixels`` and ``long_side`` as for :func:`~.decode.decode_rgb`."""
+    rgb = decode_rgb(path, what, max_pixels=max_pixels, long_side=long_side)
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous()
 
 
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
@@ -77,6 +83,18 @@ def write_png_rgb(path: Path, rgb: np.ndarray) -> None:
     if not ok:
         raise OutputError(f"cannot encode {path} as PNG")
     atomic_write_bytes(path, encoded.tobytes())
+
+
+def intact_png_size(path: Path) -> tuple[int, int] | None:
+    """(H, W) of the PNG at ``path`` if every chunk is whole and matches its CRC, else None
+    (missing, truncated, zeroed, not a PNG). Reads the file once and decodes no pixel."""
+    try:
+        with Image.open(path, formats=["PNG"]) as im:
+            size = (im.height, im.width)
+            im.verify()
+    except (OSError, SyntaxError, EOFError, ValueError, struct.error):
+        return None
+    return size
 
 
 def read_png_rgb(path: Path) -> np.ndarray | None:

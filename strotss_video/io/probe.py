@@ -2,7 +2,8 @@
 
 Also the input checks every reader shares (:func:`check_input_path`, :func:`open_input`,
 :func:`video_stream`), so probing, reading and copying audio refuse a bad file with the same
-one-line error."""
+one-line error. :func:`probe` bounds the frame size from the stream's header, before a frame
+is decoded."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Any
 import av
 import av.error
 
+from ..config import MAX_INPUT_PIXELS
 from ..errors import InputError
+from .decode import check_pixels
 from .paths import existing_file
 from .timecode import parse_time
 
@@ -123,8 +126,10 @@ def _first_frame(container: Any, stream: Any) -> Any:
     return None
 
 
-def probe_container(container: Any, p: Path) -> tuple[VideoInfo, Fraction | None]:
-    """Probe an opened container; returns the info and the video stream's own duration."""
+def probe_container(container: Any, p: Path, max_pixels: int | None = None
+                    ) -> tuple[VideoInfo, Fraction | None]:
+    """Probe an opened container; returns the info and the video stream's own duration.
+    ``max_pixels``: refuse larger frames (InputError) before decoding one."""
     if _is_image_format(container.format.name):
         raise InputError(f"{p} is an image, not a video; use `strotss-video image`")
     stream = video_stream(container, p)
@@ -133,12 +138,16 @@ def probe_container(container: Any, p: Path) -> tuple[VideoInfo, Fraction | None
     if ctx is None or stream.time_base is None:
         raise InputError(f"the video codec of {p} is not supported; re-encode it, e.g. "
                          "`ffmpeg -i IN -c:v libx264 OUT.mp4`")
+    if max_pixels is not None:  # the stream's declared size: nothing decoded yet
+        check_pixels(ctx.width, ctx.height, max_pixels, f"video {p}")
     # The display matrix reaches us only on decoded frames, and decoding one frame is also the
     # only real proof that the codec is supported.
     first = _first_frame(container, stream)
     if first is None:
         raise InputError(f"cannot decode the {codec} video in {p} (damaged file or unsupported "
                          "codec); re-encode it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`")
+    if max_pixels is not None:  # a header may understate what the decoder produces
+        check_pixels(first.width, first.height, max_pixels, f"video {p}")
     rotation = _rotation_of(first)
     width, height = first.width, first.height
     if rotation in (90, 270):
@@ -167,11 +176,12 @@ def probe_container(container: Any, p: Path) -> tuple[VideoInfo, Fraction | None
     return info, stream_duration
 
 
-def probe(path: str | os.PathLike[str]) -> VideoInfo:
-    """Describe the video at ``path``; :class:`InputError` if it is not a readable video."""
+def probe(path: str | os.PathLike[str], max_pixels: int = MAX_INPUT_PIXELS) -> VideoInfo:
+    """Describe the video at ``path``; :class:`InputError` if it is not a readable video or its
+    frames have more than ``max_pixels`` pixels."""
     p = check_input_path(path)
     container = open_input(p)
     try:
-        return probe_container(container, p)[0]
+        return probe_container(container, p, max_pixels)[0]
     finally:
         container.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
@@ -33,6 +34,7 @@ from ..io.writer import VideoWriter
 from ..shots import Shot, find_shots
 from ..stylize.optimize import MIN_SCALE_SIDE, StyleBank, fit_scales
 from ..tensorops import resize
+from . import budget
 from .chain import (
     Flows,
     FrameRecord,
@@ -118,13 +120,17 @@ def pixel_settings(config: Config) -> dict[str, Any]:
 
 
 def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: bool = False,
-             min_scale_side: int = MIN_SCALE_SIDE) -> JobPlan:
-    """Validate the job, lock it and its output, open its work directory and fix its shots
-    (detected once, stored). The plan holds the locks until :meth:`JobPlan.release`."""
-    info = probe(spec.input)
+             min_scale_side: int = MIN_SCALE_SIDE, workers: int = 1) -> JobPlan:
+    """Validate the job, check that it fits in memory (``workers`` processes side by side),
+    lock it and its output, open its work directory (removing damaged files of an earlier run)
+    and fix its shots (detected once, stored). The plan holds the locks until
+    :meth:`JobPlan.release`."""
+    limit = spec.config.runtime.max_input_pixels
+    info = probe(spec.input, limit)
     check_range(spec.start, spec.end)
-    for style in [spec.style, *spec.shot_styles.values()]:
-        _load(style, "style image")  # validated before any work
+    styles = [_load(style, "style image", max_pixels=limit,  # validated before any work
+                    long_side=spec.config.strotss.max_size)
+              for style in [spec.style, *spec.shot_styles.values()]]
     if spec.output is not None:
         video = spec.config.video
         check_encoder_settings(video.codec, video.crf, video.encoder_preset)
@@ -134,6 +140,7 @@ def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: b
     strotss = fit_scales(replace(spec.config.strotss, max_size=max(ph, pw)), ph, pw,
                          min_scale_side)
     config = replace(spec.config, strotss=strotss)
+    _check_memory(config, info, (ph, pw), max(styles, key=lambda t: t.numel()), workers)
     if config.video.output_size == "source":
         out_size = (info.height - info.height % 2, info.width - info.width % 2)
     else:
@@ -144,6 +151,9 @@ def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: b
     locks.enter_context(lock_job(job_path))
     existed = (job_path / "job.json").exists()  # without it the directory holds nothing
     try:
+        problem = None if fresh or not existed else WorkDir(job_path).meta_problem()
+        if problem is not None:
+            raise _damaged(job_path, problem)
         if spec.output is not None:
             locks.enter_context(lock_output(Path(work_root), spec.output))
             remove_stale_parts(spec.output)
@@ -151,6 +161,9 @@ def plan_job(spec: JobSpec, work_root: Path, *, fresh: bool = False, progress: b
                 remove_jobs_of_output(Path(work_root), spec.output, keep=job_path.name)
         work = WorkDir.open(Path(work_root), job_path.name, meta, fresh=fresh)
         shots = _job_shots(spec, config, work, progress)
+        if existed and not fresh:
+            for shot in shots:
+                _heal_shot(work, shot, out_size)
     except BaseException:
         if not existed:  # nothing was done: leave no empty job directory behind
             shutil.rmtree(job_path, ignore_errors=True)
@@ -181,14 +194,78 @@ def _job_identity(spec: JobSpec, config: Config, size: tuple[int, int],
             "start": repr(spec.start), "end": repr(spec.end), "created": time.time()}
 
 
+def _check_memory(config: Config, info: VideoInfo, size: tuple[int, int], style: torch.Tensor,
+                  workers: int) -> None:
+    """Refuse a job that would not fit in memory (see :mod:`.budget`), before any work."""
+    device = resolve_device(config.runtime.device)
+    temporal = config.temporal
+    history = 1 + len(temporal.long_term) if temporal.enabled else 0
+    # Workers take one GPU each, in turn, when the device is not pinned (executors.py).
+    spread = device.type == "cuda" and config.runtime.device in ("auto", "cuda")
+    gpus = torch.cuda.device_count() if spread else 1
+
+    def at(side: int) -> budget.Workload:
+        return budget.Workload(strotss=replace(config.strotss, max_size=side),
+                               size=budget.scaled(size, side),
+                               device=device.type, inputs=((style.shape[-2], style.shape[-1]),),
+                               source=(info.height, info.width), history=history,
+                               workers=workers, gpus=gpus)
+
+    budget.check_memory(at(max(size)), at)
+
+
+def _damaged(path: Path, problem: str) -> StrotssError:
+    return StrotssError(f"the work directory {path} is damaged ({problem}); run the same command "
+                        "with --fresh to start this job over")
+
+
+def _redo(problem: str, shot: Shot) -> None:
+    warnings.warn(f"{problem}: shot {shot.index} is computed again from frame {shot.start_frame}",
+                  stacklevel=3)
+
+
+def _heal_shot(work: WorkDir, shot: Shot, size: tuple[int, int]) -> None:
+    """Remove what an earlier run left damaged in ``shot`` (a frame PNG, its shot record, the
+    chain state to resume from), with one warning each, so that the shot is computed again
+    (from its start: the states of earlier frames are not kept) instead of failing."""
+    start = shot.start_frame
+    finished = work.finished_prefix(start, shot.end_frame)
+    if work.shot_done(shot.index):
+        records = work.shot_records(shot.index)
+        if not isinstance(records, list) or len(records) != shot.frames:
+            _redo(f"the record of finished shot {shot.index} in {work.path} is damaged (removed)",
+                  shot)
+            work.reopen_shot(shot.index)
+        elif finished < shot.frames:
+            _redo(f"frame {start + finished} is missing from {work.frames}", shot)
+            work.reopen_shot(shot.index)
+        else:  # a finished shot keeps no chain state
+            _heal_frames(work, shot, finished, size)
+            return
+    if not _heal_frames(work, shot, finished, size) and finished:
+        last = start + finished - 1
+        if work.state_damaged(last):
+            _redo(f"{work.state_path(last)} is damaged (removed)", shot)
+            work.state_path(last).unlink(missing_ok=True)
+
+
+def _heal_frames(work: WorkDir, shot: Shot, finished: int, size: tuple[int, int]) -> bool:
+    """Remove the first damaged one of the shot's ``finished`` frames and every later frame;
+    whether there was one."""
+    bad = work.first_damaged_frame(shot.start_frame, shot.start_frame + finished, size)
+    if bad is None:
+        return False
+    _redo(f"{work.frame_path(bad)} is damaged (removed, with the frames after it)", shot)
+    work.reopen_shot(shot.index)
+    work.discard_frames(bad, shot.end_frame)
+    return True
+
+
 def _job_shots(spec: JobSpec, config: Config, work: WorkDir, progress: bool) -> list[Shot]:
     """The job's shots: stored by an earlier run, else found (and stored) now."""
     first, last = spec.start, spec.end
-    stored = work.stored_shots()
-    if stored is not None:
-        shots = [Shot(index=s["index"], start_frame=s["start_frame"], end_frame=s["end_frame"],
-                      start_time=Fraction(s["start_time"]), end_time=Fraction(s["end_time"]))
-                 for s in stored]
+    if work.has_stored_shots():
+        shots = _stored_shots(work)
     else:
         timeline = scan_timeline(spec.input, first, last)
         shots = find_shots(spec.input, config.shots, timeline, progress=progress)
@@ -199,6 +276,30 @@ def _job_shots(spec: JobSpec, config: Config, work: WorkDir, progress: bool) -> 
         raise InputError(f"a style override names shot {bad[0]}, but {spec.input.name} has "
                          f"{len(shots)} shot(s) (0..{len(shots) - 1}); run `strotss-video shots` "
                          "to list them")
+    return shots
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"not a frame index: {value!r}")
+    return value
+
+
+def _stored_shots(work: WorkDir) -> list[Shot]:
+    """The shot list of ``shots.json``: consecutive shots covering a range, or an error that
+    suggests --fresh (a damaged file must not silently change which frames chain together)."""
+    stored = work.stored_shots()
+    try:
+        if not isinstance(stored, list) or not stored:
+            raise TypeError("not a list of shots")
+        shots = [Shot(index=_whole(s["index"]), start_frame=_whole(s["start_frame"]),
+                      end_frame=_whole(s["end_frame"]), start_time=Fraction(s["start_time"]),
+                      end_time=Fraction(s["end_time"])) for s in stored]
+    except (TypeError, KeyError, ValueError, ZeroDivisionError):
+        raise _damaged(work.path, "shots.json does not list the job's shots") from None
+    for i, shot in enumerate(shots):
+        if shot.index != i or shot.frames <= 0 or (i and shot.start_frame != shots[i - 1].end_frame):
+            raise _damaged(work.path, "shots.json does not list the job's shots")
     return shots
 
 
@@ -216,7 +317,8 @@ def _bank(style: Path | torch.Tensor, extractor: FeatureExtractor, config: Confi
     if key not in _BANKS:
         if len(_BANKS) >= 4:
             _BANKS.pop(next(iter(_BANKS)))
-        image = _load(style, "style image").to(device)
+        image = _load(style, "style image", max_pixels=config.runtime.max_input_pixels,
+                      long_side=config.strotss.max_size).to(device)
         _BANKS[key] = StyleBank(extractor, image, config.strotss, seed=config.runtime.seed)
     return _BANKS[key]
 
@@ -240,7 +342,17 @@ CPU = torch.device("cpu")
 def run_shot(task: ShotTask, *, extractor: FeatureExtractor | None = None,
              flow: FlowEstimator | None = None, on_frame: FrameCallback | None = None,
              progress: bool = False) -> ShotOutcome:
-    """Stylise one shot into the work directory, continuing after its last finished frame."""
+    """Stylise one shot into the work directory, continuing after its last finished frame.
+    Running out of memory ends it with a one-line :class:`OutOfMemory`."""
+    with budget.out_of_memory_as_error(max(task.size), ", or use fewer --workers (finished "
+                                       "frames are kept for a run with the same settings)"):
+        return _run_shot(task, extractor=extractor, flow=flow, on_frame=on_frame,
+                         progress=progress)
+
+
+def _run_shot(task: ShotTask, *, extractor: FeatureExtractor | None,
+              flow: FlowEstimator | None, on_frame: FrameCallback | None,
+              progress: bool) -> ShotOutcome:
     t0 = time.perf_counter()
     work = WorkDir(task.work)
     shot = task.shot
@@ -334,8 +446,7 @@ def assemble(plan: JobPlan, *, overwrite: bool = False, progress: bool = False,
         for frame in read_frames(spec.input, first, last, size=plan.size):
             image = plan.work.read_frame(frame.index)
             if image is None or image.shape[:2] != (oh, ow):
-                raise StrotssError(f"frame {frame.index} is missing from the work directory "
-                                   f"{plan.work.path}; run the same command again to redo it")
+                raise _lost_frame(plan, frame.index)
             if writer is None and spec.output is not None:
                 offset = frame.pts if first is not None else 0
                 window = (frame.time, None) if first is not None or last is not None else None
@@ -373,6 +484,18 @@ def assemble(plan: JobPlan, *, overwrite: bool = False, progress: bool = False,
     if preview_sheet is not None and sheet:
         write_contact_sheet(preview_sheet, sheet)
     return count
+
+
+def _lost_frame(plan: JobPlan, index: int) -> StrotssError:
+    """The error for a finished frame found unreadable while encoding (it passed the checks on
+    resume, so it broke since): it is removed and its shot reopened, so that running the same
+    command again computes it instead of failing the same way."""
+    shot = next((s for s in plan.shots if s.start_frame <= index < s.end_frame), None)
+    if shot is not None:
+        plan.work.reopen_shot(shot.index)
+        plan.work.discard_frames(index, shot.end_frame)
+    return StrotssError(f"frame {index} in the work directory {plan.work.path} is missing or "
+                        "damaged; it was removed: run the same command again to compute it")
 
 
 def finish_job(plan: JobPlan, keep_work: bool) -> None:

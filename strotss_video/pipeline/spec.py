@@ -14,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import Config
+from ..config import MAX_INPUT_PIXELS, Config
 from ..errors import InputError, OutputError
 from ..io.decode import decode_rgb
 from ..io.encoding import check_encoder_settings
@@ -78,9 +78,11 @@ def check_mask_size(mask: tuple[int, int], image: tuple[int, int], what: str) ->
                          "masks must match their image size")
 
 
-def check_image_file(path: str | os.PathLike[str], what: str) -> tuple[int, int]:
-    """Decode ``path`` and check its size; returns (height, width)."""
-    h, w = decode_rgb(path, what).shape[:2]
+def check_image_file(path: str | os.PathLike[str], what: str, *,
+                     max_pixels: int = MAX_INPUT_PIXELS,
+                     long_side: int | None = None) -> tuple[int, int]:
+    """Decode ``path`` (as :func:`decode_rgb`) and check its size; returns (height, width)."""
+    h, w = decode_rgb(path, what, max_pixels=max_pixels, long_side=long_side).shape[:2]
     check_image_size(h, w, what)
     return h, w
 
@@ -175,9 +177,11 @@ def preflight_video(input: str | os.PathLike[str], style: str | os.PathLike[str]
                         reads=[Path(config_file)] if config_file is not None else [],
                         work_root=Path(work_dir) if work_dir is not None else default_work_root())
     first, last = parse_bound(start, "start"), parse_bound(end, "end")
-    probe(in_path)
+    limit = config.runtime.max_input_pixels
+    probe(in_path, limit)
     check_range(first, last)
-    check_image_file(style_path, "style image")
+    check_image_file(style_path, "style image", max_pixels=limit,
+                     long_side=config.strotss.max_size)
     check_encoder_settings(config.video.codec, config.video.crf, config.video.encoder_preset)
 
 
@@ -185,14 +189,20 @@ def preflight_image(content: str | os.PathLike[str], style: str | os.PathLike[st
                     output: str | os.PathLike[str], *,
                     guide: tuple[str, str] | None = None, overwrite: bool = False,
                     stats: str | os.PathLike[str] | None = None,
-                    config_file: str | os.PathLike[str] | None = None) -> None:
-    """The image command's torch-free checks: outputs, then each image decodes and is large
-    enough, and each mask matches its image's size."""
+                    config_file: str | os.PathLike[str] | None = None,
+                    config: Config | None = None) -> None:
+    """The image command's torch-free checks: outputs, then each image decodes, is within
+    the pixel limit and large enough, and each mask matches its image's size."""
     inputs = [Path(p) for p in (content, style, *(guide or ()))]
     check_image_outputs(inputs, Path(output), overwrite, Path(stats) if stats else None,
                         reads=[Path(config_file)] if config_file is not None else [])
-    sizes = [check_image_file(p, what) for p, what in zip(inputs, ("content image", "style image",
-                                                                    "content mask", "style mask"))]
+    limit = config.runtime.max_input_pixels if config is not None else MAX_INPUT_PIXELS
+    # A guided style keeps its size: its mask must match it pixel for pixel.
+    style_side = config.strotss.max_size if config is not None and not guide else None
+    sizes = [check_image_file(p, what, max_pixels=limit,
+                              long_side=style_side if what == "style image" else None)
+             for p, what in zip(inputs, ("content image", "style image", "content mask",
+                                         "style mask"))]
     for mask, image, what in ((2, 0, "content mask"), (3, 1, "style mask")):
         if len(sizes) > mask:
             check_mask_size(sizes[mask], sizes[image], what)

@@ -122,7 +122,7 @@ def stylize_video(input: str | os.PathLike[str], style: ImageLike,
     t_plan = time.perf_counter()
     plan = plan_job(spec, root, fresh=fresh, progress=progress,
                     min_scale_side=max(extractor.strides) if extractor is not None
-                    else MIN_SCALE_SIDE)
+                    else MIN_SCALE_SIDE, workers=workers if executor == "local" else 1)
     try:
         return _run_plan(plan, t_start, time.perf_counter() - t_plan, overwrite=overwrite,
                          progress=progress, stats=stats, preview_sheet=preview_sheet,

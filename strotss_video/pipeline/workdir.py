@@ -13,7 +13,9 @@ atomically, so a crash or a kill at any moment leaves a consistent directory)::
     done.json            the output was encoded (kept when the frames are removed)
 
 A frame counts as finished once its PNG exists. Its state is written first and the previous
-state removed last, so the newest finished frame always has its state beside it."""
+state removed last, so the newest finished frame always has its state beside it. A file damaged
+later (a full disk, a bad sector, a hand edit) is found on resume by :meth:`WorkDir.meta_problem`,
+:meth:`WorkDir.first_damaged_frame` and :meth:`WorkDir.state_damaged`."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ import json
 import re
 import shutil
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ import numpy as np
 
 from ..errors import OutputError, StrotssError
 from ..files import atomic_write_bytes
-from ..io.image import read_png_rgb, write_png_rgb
+from ..io.image import intact_png_size, read_png_rgb, write_png_rgb
 from .layout import LAYOUT_VERSION, default_work_root, input_fingerprint
 from .locks import LOCK_FILE
 
@@ -148,6 +152,10 @@ class WorkDir:
     def stored_shots(self) -> list[dict[str, Any]] | None:
         return self._read_json(self.path / "shots.json")
 
+    def has_stored_shots(self) -> bool:
+        """Whether a shot list was stored (sound or not: :meth:`stored_shots` reads it)."""
+        return (self.path / "shots.json").exists()
+
     def store_shots(self, shots: list[dict[str, Any]]) -> None:
         self._write_json(self.path / "shots.json", shots)
 
@@ -206,11 +214,45 @@ class WorkDir:
         """(chain arrays, records so far) saved with frame ``index``; None if absent/damaged."""
         try:
             with np.load(self.state_path(index), allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError):
+                arrays = {k: data[k] for k in data.files}  # reads (and CRC-checks) every array
+            records = json.loads(arrays.pop("records").tobytes().decode())
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
             return None
-        records = json.loads(arrays.pop("records").tobytes().decode())
+        if not isinstance(records, list):
+            return None
         return arrays, records
+
+    # -- checks on resume --------------------------------------------------------------------
+    def meta_problem(self) -> str | None:
+        """Why an existing ``job.json`` cannot be trusted, or None (sound, or not written yet)."""
+        path = self.path / "job.json"
+        if not path.exists():
+            return None
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            return f"job.json cannot be read ({exc.strerror})"
+        except ValueError:
+            return "job.json is not valid JSON"
+        if not isinstance(value, dict) or not isinstance(value.get("key"), str):
+            return "job.json does not describe a job"
+        return None
+
+    def first_damaged_frame(self, start: int, end: int, size: tuple[int, int]) -> int | None:
+        """The first frame of ``[start, end)`` whose PNG is missing, incomplete, fails its
+        checksums or is not ``size`` (H, W); None when all are sound."""
+        for i in range(start, end):
+            if intact_png_size(self.frame_path(i)) != size:
+                return i
+        return None
+
+    def state_damaged(self, index: int) -> bool:
+        """Whether frame ``index``'s state file exists but cannot be loaded."""
+        return self.state_path(index).exists() and self.load_state(index) is None
+
+    def reopen_shot(self, index: int) -> None:
+        """Forget that shot ``index`` was finished (its frames are then checked and redone)."""
+        self._shot_file(index).unlink(missing_ok=True)
 
     def discard_frames(self, start: int, end: int) -> None:
         """Remove frames and states of ``[start, end)`` (a shot redone from its start)."""
