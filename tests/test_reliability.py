@@ -278,6 +278,19 @@ def _disk_full(c: Case) -> list:
     return [x if x != c.work else c.tmp / DISK / WORK for x in c.video(input=clip)]
 
 
+def _alias_bomb() -> str:
+    """Nine levels of nine aliases: ~470 bytes that expand to 9^9 strings."""
+    rows = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    rows += [f"{n}: &{n} [{', '.join(['*' + p] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi")]
+    return "\n".join(rows) + "\n"
+
+
+def _manifest_bomb(c: Case) -> list:
+    manifest = c.write("m.yaml", _alias_bomb() + "jobs:\n  - {input: clip.mp4, style: style.png, "
+                       "output: out.mp4}\n")
+    return ["batch", manifest, "--work-dir", c.work, "--quiet"]
+
+
 MANIFEST_DEFAULTS = "{preset: test, max_size: 64, scales: 1, iters: 2, warm_iters: 1}"
 
 
@@ -458,6 +471,20 @@ CASES: list[Spec] = [
          _config("temporal: {warm_iters: -1}\n"), 2, ("temporal.warm_iters",)),
     Spec("config-temporal-weight-negative", "YAML config temporal.weight: -1",
          _config("temporal: {weight: -1}\n"), 2, ("temporal.weight",)),
+    Spec("warm-lr-inf", "--warm-lr inf (every frame would be black)",
+         lambda c: c.video("--warm-lr", "inf"), 2, ("--warm-lr", "finite")),
+    Spec("temporal-weight-inf", "--temporal-weight inf",
+         lambda c: c.video("--temporal-weight", "inf"), 2, ("--temporal-weight", "finite")),
+    Spec("content-weight-nan", "--content-weight nan",
+         lambda c: c.video("--content-weight", "nan"), 2, ("--content-weight", "finite")),
+    Spec("adaptive-iters-inf", "--adaptive-iters inf (a warm frame would never end)",
+         lambda c: c.video("--adaptive-iters", "inf"), 2, ("--adaptive-iters", "finite")),
+    Spec("config-warm-lr-inf", "YAML config temporal.warm_lr: .inf",
+         _config("temporal: {warm_lr: .inf}\n"), 2, ("temporal.warm_lr", "finite")),
+    Spec("config-alias-bomb", "a 470-byte YAML alias bomb as --config",
+         _config(_alias_bomb()), 2, ("aliases",)),
+    Spec("batch-manifest-alias-bomb", "a manifest carrying a YAML alias bomb",
+         _manifest_bomb, 2, ("aliases",)),
     Spec("device-cuda-without-gpu", "--device cuda with no GPU visible",
          lambda c: c.video("--device", "cuda"), 2, ("cuda",)),
     Spec("encoder-preset-unknown", "--encoder-preset nosuch (refused before any frame)",
@@ -753,5 +780,26 @@ def write_doc(results: dict[str, Outcome]) -> None:
         observed = _observed(spec, results[spec.id])
         what = spec.what.replace("|", "\\|")
         rows.append(f"| {n} | `{spec.id}` | {what} | {expected} | {observed} |")
+    rows += _scenario_rows()
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+# Scenarios that need more than one process, a kill or a damaged work directory: their own
+# test modules, listed with what each checks (their docstrings and names).
+SCENARIO_MODULES = ("test_concurrency", "test_hostile", "test_resume")
+
+
+def _scenario_rows() -> list[str]:
+    import importlib
+    rows = ["", "## Scenarios", "",
+            "Runs that need several processes, kills or damaged files, each a test through the",
+            "real CLI in the module named (`pytest tests/MODULE.py`).", "",
+            "| module | test | what it checks |", "|---|---|---|"]
+    for name in SCENARIO_MODULES:
+        module = importlib.import_module(name)
+        for attr, func in vars(module).items():  # in definition order
+            if attr.startswith("test_") and callable(func):
+                doc = " ".join((func.__doc__ or attr[5:].replace("_", " ")).split())
+                rows.append(f"| `{name}` | `{attr}` | {doc.replace('|', chr(92) + '|')} |")
+    return rows
